@@ -1,0 +1,417 @@
+"""Block decomposition method (BDM), block entropy and their normalized variants.
+
+BDM(X) = sum over distinct blocks b of [CTM(b) + log2(n_b)], where the blocks come from
+a partition of X and CTM values from the tables of :mod:`kcomplex.ctm`. Values are those
+of pybdm 0.1.0 (see ``docs/bdm.md`` for the few places where pybdm is wrong and we are
+not), computed by the numba kernels of :mod:`kcomplex._kernels`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from . import _kernels as _k
+from .ctm import CTMTable, load_table
+from .symbols import to_numpy
+
+__all__ = ["BDM", "BlockCounts", "bdm", "PARTITIONS"]
+
+#: Partition names: how the edges that do not fill a whole block are treated.
+PARTITIONS = {
+    "ignore": "tile from the origin, drop incomplete edge blocks",
+    "recursive": "tile incomplete edges again with smaller squares, down to min_length",
+    "correlated": "sliding window with step `shift`",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class BlockCounts:
+    """Multiplicities of the distinct blocks of a decomposition.
+
+    Counts of pieces cut on the block grid add up with ``+`` to the counts of the whole,
+    so BDM of a merge equals BDM of the whole; pieces added in order give the same
+    value to the last bit.
+
+    Attributes
+    ----------
+    ndim, n_symbols : int
+        Dimension and alphabet of the blocks.
+    groups : dict[int, tuple[np.ndarray, np.ndarray]]
+        Block side length -> (raw block keys in order of first appearance, counts).
+    """
+
+    ndim: int
+    n_symbols: int
+    groups: dict[int, tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def n_blocks(self) -> int:
+        """Total number of blocks."""
+        return int(sum(int(c.sum()) for _, c in self.groups.values()))
+
+    @property
+    def n_distinct(self) -> int:
+        """Number of distinct blocks."""
+        return int(sum(k.size for k, _ in self.groups.values()))
+
+    def __add__(self, other: BlockCounts) -> BlockCounts:
+        if not isinstance(other, BlockCounts):
+            return NotImplemented
+        if (self.ndim, self.n_symbols) != (other.ndim, other.n_symbols):
+            raise ValueError(
+                f"cannot merge counts of ndim={self.ndim}, n_symbols={self.n_symbols} "
+                f"with counts of ndim={other.ndim}, n_symbols={other.n_symbols}"
+            )
+        acc = _Accumulator()
+        for part in (self, other):
+            for size, (keys, counts) in part.groups.items():
+                acc.add_counts(size, keys, counts)
+        return acc.result(self.ndim, self.n_symbols)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BlockCounts):
+            return NotImplemented
+        return (
+            (self.ndim, self.n_symbols) == (other.ndim, other.n_symbols)
+            and list(self.groups) == list(other.groups)
+            and all(
+                np.array_equal(self.groups[s][0], other.groups[s][0])
+                and np.array_equal(self.groups[s][1], other.groups[s][1])
+                for s in self.groups
+            )
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}: {k.size} distinct" for s, (k, _) in self.groups.items())
+        return (
+            f"BlockCounts(ndim={self.ndim}, n_symbols={self.n_symbols}, "
+            f"n_blocks={self.n_blocks}, groups={{{sizes}}})"
+        )
+
+
+class _Accumulator:
+    """Hash-counter states per block size, in order of first appearance of each size."""
+
+    def __init__(self) -> None:
+        self._states: dict[int, tuple] = {}
+
+    def _state(self, size: int, expected: int) -> tuple:
+        if size not in self._states:
+            self._states[size] = _k.new_table(min(expected, 1 << 16))
+        return self._states[size]
+
+    def add_1d(self, x: np.ndarray, start: int, stop: int, size: int, step: int, base: int):
+        expected = max(1, (stop - start - size) // step + 1)
+        state = self._state(size, expected)
+        self._states[size] = _k.count_1d(x, start, stop, size, step, base, *state)
+
+    def add_2d(self, x, r0, c0, height, width, size, step, base):
+        expected = max(1, ((height - size) // step + 1) * ((width - size) // step + 1))
+        state = self._state(size, expected)
+        self._states[size] = _k.count_2d(x, r0, c0, height, width, size, step, base, *state)
+
+    def add_counts(self, size: int, keys: np.ndarray, counts: np.ndarray) -> None:
+        state = self._state(size, keys.size)
+        self._states[size] = _k.merge_counts(keys, counts, *state)
+
+    def result(self, ndim: int, n_symbols: int) -> BlockCounts:
+        groups = {}
+        for size, (_, _, ukeys, ucounts, n) in self._states.items():
+            if n:
+                groups[size] = (ukeys[:n].copy(), ucounts[:n].copy())
+        return BlockCounts(ndim=ndim, n_symbols=n_symbols, groups=groups)
+
+
+@lru_cache(maxsize=None)
+def _descending(table: CTMTable, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """CTM values of one shape sorted descending, with the number of raw blocks of each.
+
+    A canonical key with j distinct labels stands for n!/(n-j)! raw blocks; this is the
+    sequence pybdm's normalization draws its most complex arrangement from.
+    """
+    keys, values = table.keys[size], table.values[size]
+    labels = _k.n_labels(keys, size**table.ndim, table.n_symbols)
+    n = table.n_symbols
+    perms = np.array([math.perm(n, j) for j in range(n + 1)], dtype=np.int64)
+    order = np.argsort(-values, kind="stable")
+    return values[order], perms[labels[order]]
+
+
+class BDM:
+    """Block decomposition method on a CTM table.
+
+    Parameters
+    ----------
+    ndim : int
+        1 for sequences, 2 for matrices.
+    n_symbols : int
+        Alphabet size: 2, 4, 5, 6 or 9 for ``ndim=1``; 2 for ``ndim=2``.
+    shape : int or tuple of int, optional
+        Block side (a square for ``ndim=2``). Defaults to the table's largest: 12, or
+        4x4. Any smaller side the table has is allowed.
+    partition : {"ignore", "recursive", "correlated"}
+        How edges that do not fill a whole block are treated (see ``PARTITIONS``).
+    min_length : int
+        Smallest block side the recursive partition goes down to.
+    shift : int
+        Step of the sliding window of the correlated partition.
+
+    Raises
+    ------
+    ValueError
+        For a table that does not exist, an unknown partition, a block side the table
+        lacks, or ``min_length`` / ``shift`` below 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> b = BDM()
+    >>> round(b.bdm(np.zeros(24, dtype=np.uint8)), 6)
+    26.610414
+    >>> b.ent(np.r_[np.zeros(12, dtype=int), np.ones(12, dtype=int)])
+    1.0
+    """
+
+    def __init__(
+        self,
+        ndim: int = 1,
+        n_symbols: int = 2,
+        shape: int | tuple[int, ...] | None = None,
+        partition: str = "ignore",
+        min_length: int = 2,
+        shift: int = 1,
+    ) -> None:
+        self.table = load_table(ndim, n_symbols)
+        self.ndim = ndim
+        self.n_symbols = n_symbols
+        if partition not in PARTITIONS:
+            raise ValueError(
+                f"unknown partition {partition!r}; valid: {', '.join(PARTITIONS)}"
+            )
+        self.partition = partition
+        if shape is None:
+            size = self.table.sizes[-1]
+        else:
+            sides = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+            if len(sides) not in (1, ndim) or len(set(sides)) != 1:
+                raise ValueError(f"block shape {shape} must be square with {ndim} axes")
+            size = int(sides[0])
+        if size not in self.table.sizes:
+            raise ValueError(
+                f"block side {size} is not in the CTM table; available: {self.table.sizes}"
+            )
+        self.size = size
+        if int(min_length) < 1 or int(shift) < 1:
+            raise ValueError(f"min_length ({min_length}) and shift ({shift}) must be >= 1")
+        self.min_length = int(min_length)
+        self.shift = int(shift)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Block shape."""
+        return (self.size,) * self.ndim
+
+    def __repr__(self) -> str:
+        extra = {"recursive": f", min_length={self.min_length}",
+                 "correlated": f", shift={self.shift}"}.get(self.partition, "")
+        return (
+            f"BDM(ndim={self.ndim}, n_symbols={self.n_symbols}, shape={self.shape}, "
+            f"partition={self.partition!r}{extra})"
+        )
+
+    # -- input ------------------------------------------------------------------------
+
+    def _symbols(self, x: Any, name: str) -> np.ndarray:
+        arr = to_numpy(x)
+        if arr.dtype == np.bool_:
+            arr = arr.view(np.uint8)
+        elif not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(
+                f"{name} has dtype {arr.dtype}; BDM needs integer symbols in "
+                f"[0, {self.n_symbols}): binarize or symbolize first "
+                "(kcomplex.binarize(w) or kcomplex.symbolize(w, n_symbols))"
+            )
+        if arr.ndim != self.ndim:
+            raise ValueError(
+                f"{name} has ndim={arr.ndim} (shape {arr.shape}); this BDM has "
+                f"ndim={self.ndim}"
+            )
+        if arr.size:
+            lo, hi = arr.min(), arr.max()
+            if lo < 0 or hi >= self.n_symbols:
+                bad = np.flatnonzero((arr < 0) | (arr >= self.n_symbols))
+                where = np.unravel_index(bad[0], arr.shape)
+                raise ValueError(
+                    f"{name} has {bad.size} symbols out of range [0, {self.n_symbols}), "
+                    f"first {arr[where]} at index {tuple(int(i) for i in where)}"
+                )
+        return np.ascontiguousarray(arr, dtype=np.uint8)
+
+    # -- decomposition ------------------------------------------------------------------
+
+    def count(self, x: Any, *, name: str = "input") -> BlockCounts:
+        """Count the distinct blocks of ``x``.
+
+        Parameters
+        ----------
+        x : array_like of int
+            Symbols in ``[0, n_symbols)`` with ``ndim`` axes (numpy, array-like, torch,
+            or a ``np.memmap`` for data beyond RAM: memory is O(distinct blocks)).
+        name : str
+            Name used in error messages.
+
+        Returns
+        -------
+        BlockCounts
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not integer (floats must be binarized or symbolized first).
+        ValueError
+            Wrong ndim, symbols out of range, or too short for one block.
+        """
+        arr = self._symbols(x, name)
+        acc = _Accumulator()
+        base, b = self.n_symbols, self.size
+        if self.ndim == 1:
+            n = arr.shape[0]
+            if self.partition == "correlated":
+                acc.add_1d(arr, 0, n, b, self.shift, base)
+            else:
+                full = n - n % b
+                acc.add_1d(arr, 0, full, b, b, base)
+                rest = n - full
+                if self.partition == "recursive" and rest >= self.min_length:
+                    acc.add_1d(arr, full, n, rest, rest, base)
+        else:
+            h, w = arr.shape
+            if self.partition == "correlated":
+                acc.add_2d(arr, 0, 0, h, w, b, self.shift, base)
+            elif self.partition == "ignore":
+                acc.add_2d(arr, 0, 0, h, w, b, b, base)
+            else:
+                self._recurse_2d(acc, arr, 0, 0, h, w, b)
+        counts = acc.result(self.ndim, self.n_symbols)
+        if counts.n_blocks == 0:
+            raise ValueError(
+                f"{name} of shape {arr.shape} is too short for one block of shape "
+                f"{self.shape} under partition={self.partition!r}: use a smaller block "
+                "(shape=...) or partition='recursive'"
+            )
+        return counts
+
+    def _recurse_2d(self, acc: _Accumulator, arr, r0: int, c0: int, h: int, w: int, d: int):
+        """pybdm's recursive partition: whole d x d tiles, then each incomplete edge
+        slice tiled again with squares of its shorter side."""
+        acc.add_2d(arr, r0, c0, h, w, d, d, self.n_symbols)
+        fh, fw = h - h % d, w - w % d
+        edges = [(r, c0 + fw, d, w - fw) for r in range(r0, r0 + fh, d)] if w > fw else []
+        if h > fh:
+            edges += [(r0 + fh, c, h - fh, d) for c in range(c0, c0 + fw, d)]
+            if w > fw:
+                edges.append((r0 + fh, c0 + fw, h - fh, w - fw))
+        for r, c, eh, ew in edges:
+            side = min(eh, ew)
+            if side >= self.min_length:
+                self._recurse_2d(acc, arr, r, c, eh, ew, side)
+
+    # -- values -------------------------------------------------------------------------
+
+    def _check_counts(self, counts: BlockCounts) -> None:
+        if (counts.ndim, counts.n_symbols) != (self.ndim, self.n_symbols):
+            raise ValueError(
+                f"counts are for ndim={counts.ndim}, n_symbols={counts.n_symbols}; this "
+                f"BDM has ndim={self.ndim}, n_symbols={self.n_symbols}"
+            )
+        if counts.n_blocks == 0:
+            raise ValueError("counts hold no block")
+
+    def bdm_from_counts(self, counts: BlockCounts) -> float:
+        """BDM in bits of counted blocks."""
+        self._check_counts(counts)
+        ctm, mult = [], []
+        for size, (keys, n) in counts.groups.items():
+            canon = _k.canonical_keys(keys, size**self.ndim, self.n_symbols)
+            ctm.append(self.table.lookup(size, canon))
+            mult.append(n)
+        return float(_k.bdm_sum(np.concatenate(ctm), np.concatenate(mult)))
+
+    def ent_from_counts(self, counts: BlockCounts) -> float:
+        """Shannon entropy in bits of the distribution of counted blocks."""
+        self._check_counts(counts)
+        return float(_k.ent_sum(np.concatenate([n for _, n in counts.groups.values()])))
+
+    def bdm(self, x: Any) -> float:
+        """BDM of ``x`` in bits (see :meth:`count` for accepted input)."""
+        return self.bdm_from_counts(self.count(x))
+
+    def ent(self, x: Any) -> float:
+        """Block entropy of ``x`` in bits."""
+        return self.ent_from_counts(self.count(x))
+
+    def _shape_counts(self, counts: BlockCounts) -> list[tuple[int, int]]:
+        if self.partition == "correlated":
+            raise NotImplementedError(
+                "normalized BDM and entropy are not defined for the correlated partition"
+            )
+        return [(size, int(n.sum())) for size, (_, n) in counts.groups.items()]
+
+    def nbdm(self, x: Any) -> float:
+        """BDM of ``x`` scaled to [0, 1] between the least and most complex objects of
+        the same size, as pybdm builds them from the table."""
+        counts = self.count(x)
+        value = self.bdm_from_counts(counts)
+        lo = hi = 0.0
+        for size, n in self._shape_counts(counts):
+            lo += float(self.table.values[size].min()) + math.log2(n)
+            hi = _k.sorted_prefix_bdm(*_descending(self.table, size), n, hi)
+        return _normalize(value, lo, hi, "BDM")
+
+    def nent(self, x: Any) -> float:
+        """Block entropy of ``x`` scaled to [0, 1] between the least and most entropic
+        objects of the same size."""
+        counts = self.count(x)
+        value = self.ent_from_counts(counts)
+        shapes = self._shape_counts(counts)
+        lo = _k.ent_sum(np.array([n for _, n in shapes], dtype=np.int64))
+        spread = []
+        for size, n in shapes:
+            total = int(_descending(self.table, size)[1].sum())
+            q, r = divmod(n, total)
+            spread += [np.full(r, q + 1), np.full(total - r if q else 0, q)]
+        hi = _k.ent_sum(np.concatenate(spread).astype(np.int64))
+        return _normalize(value, lo, hi, "entropy")
+
+
+def _normalize(value: float, lo: float, hi: float, what: str) -> float:
+    if hi == lo:
+        raise ValueError(
+            f"normalized {what} is undefined here: the least and most complex objects of "
+            "this size coincide (too few blocks); use the unnormalized value"
+        )
+    return (value - lo) / (hi - lo)
+
+
+@lru_cache(maxsize=32)
+def _cached_bdm(**options: Any) -> BDM:
+    return BDM(**options)
+
+
+def bdm(x: Any, **options: Any) -> float:
+    """BDM of a symbol array in bits; ``options`` are those of :class:`BDM`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(bdm(np.ones(100, dtype=int), partition="recursive"), 6)
+    36.541242
+    """
+    return _cached_bdm(**options).bdm(x)
