@@ -1,12 +1,13 @@
 """Numba kernels of the block decomposition: block keys, counting, canonical keys.
 
-Blocks are encoded as base-``n_symbols`` integers read row-major with the first symbol
-most significant (``int64``: 9 symbols x 12 is below 2**35). Distinct blocks are counted
-in an open-addressing hash table that records them in order of first appearance, the
-order in which pybdm's ``Counter`` sums them, so sums match pybdm to the last bit.
+Blocks are encoded as integers of ``bits`` bits per symbol read row-major with the first
+symbol most significant (at most 4 x 16 bits), so decoding needs shifts, not divisions.
+Distinct blocks are counted in order of first appearance, the order in which pybdm's
+``Counter`` adds them, so sums match pybdm to the last bit: in a direct-address table
+where the key space is small, else in an open-addressing hash table.
 
 Inputs are validated by the callers in ``bdm.py``: these kernels assume ``uint8``
-symbols below ``base``, C-contiguous arrays and in-range geometry. Every kernel also runs
+symbols below ``2**bits``, C-contiguous arrays and in-range geometry. Every kernel also runs
 as plain Python under ``NUMBA_DISABLE_JIT=1`` (the test suite does that).
 """
 
@@ -78,7 +79,7 @@ def _insert(key, count, tkeys, tids, ukeys, ucounts, n):
 
 
 @njit(cache=True)
-def count_1d(x, start, stop, size, step, base, tkeys, tids, ukeys, ucounts, n):
+def count_1d(x, start, stop, size, step, bits, tkeys, tids, ukeys, ucounts, n):
     """Count the windows ``x[s:s+size]`` for ``s = start, start+step, ...``, ``s+size <= stop``."""
     s = start
     while s + size <= stop:
@@ -86,14 +87,14 @@ def count_1d(x, start, stop, size, step, base, tkeys, tids, ukeys, ucounts, n):
             tkeys, tids, ukeys, ucounts = _grow(tkeys, tids, ukeys, ucounts, n)
         key = 0
         for j in range(s, s + size):
-            key = key * base + int(x[j])
+            key = (key << bits) | int(x[j])
         n = _insert(key, 1, tkeys, tids, ukeys, ucounts, n)
         s += step
     return tkeys, tids, ukeys, ucounts, n
 
 
 @njit(cache=True)
-def count_2d(x, r0, c0, height, width, size, step, base, tkeys, tids, ukeys, ucounts, n):
+def count_2d(x, r0, c0, height, width, size, step, bits, tkeys, tids, ukeys, ucounts, n):
     """Count the ``size x size`` windows of ``x[r0:r0+height, c0:c0+width]``, row-major,
     with top-left corners on a grid of pitch ``step``."""
     r = r0
@@ -105,11 +106,48 @@ def count_2d(x, r0, c0, height, width, size, step, base, tkeys, tids, ukeys, uco
             key = 0
             for i in range(r, r + size):
                 for j in range(c, c + size):
-                    key = key * base + int(x[i, j])
+                    key = (key << bits) | int(x[i, j])
             n = _insert(key, 1, tkeys, tids, ukeys, ucounts, n)
             c += step
         r += step
     return tkeys, tids, ukeys, ucounts, n
+
+
+@njit(cache=True)
+def dense_1d(x, start, stop, size, step, bits, counts, first, seq):
+    """Like :func:`count_1d` into a direct-address table: ``counts[key]``, and in
+    ``first[key]`` the sequence number of the key's first block. Returns the next one."""
+    s = start
+    while s + size <= stop:
+        key = 0
+        for j in range(s, s + size):
+            key = (key << bits) | int(x[j])
+        if counts[key] == 0:
+            first[key] = seq
+        counts[key] += 1
+        seq += 1
+        s += step
+    return seq
+
+
+@njit(cache=True)
+def dense_2d(x, r0, c0, height, width, size, step, bits, counts, first, seq):
+    """Like :func:`count_2d` into a direct-address table (see :func:`dense_1d`)."""
+    r = r0
+    while r + size <= r0 + height:
+        c = c0
+        while c + size <= c0 + width:
+            key = 0
+            for i in range(r, r + size):
+                for j in range(c, c + size):
+                    key = (key << bits) | int(x[i, j])
+            if counts[key] == 0:
+                first[key] = seq
+            counts[key] += 1
+            seq += 1
+            c += step
+        r += step
+    return seq
 
 
 @njit(cache=True)
@@ -123,42 +161,59 @@ def merge_counts(keys, counts, tkeys, tids, ukeys, ucounts, n):
 
 
 @njit(cache=True)
-def canonical_keys(keys, length, base):
-    """Relabel each block's symbols in order of first appearance (``40524 -> 01230``)."""
-    out = np.empty_like(keys)
-    digits = np.empty(length, dtype=np.int64)
-    label = np.empty(base, dtype=np.int64)
-    for i in range(keys.size):
-        k = keys[i]
-        for j in range(length - 1, -1, -1):
-            digits[j] = k % base
-            k //= base
-        label[:] = -1
-        nxt = 0
-        c = 0
-        for j in range(length):
-            d = digits[j]
-            if label[d] < 0:
-                label[d] = nxt
-                nxt += 1
-            c = c * base + label[d]
-        out[i] = c
+def rgs_completions(length, n_labels):
+    """``f[i, m]``: ways to fill positions ``i..length-1`` of a canonical key (a restricted
+    growth string) with at most ``n_labels`` labels when ``m`` labels are in use."""
+    f = np.zeros((length + 1, n_labels + 2), dtype=np.int64)
+    f[length, :] = 1
+    for i in range(length - 1, 0, -1):
+        for m in range(1, n_labels + 1):
+            f[i, m] = m * f[i + 1, m]
+            if m < n_labels:
+                f[i, m] += f[i + 1, m + 1]
+    return f
+
+
+@njit(cache=True)
+def rank_canonical(digits, f):
+    """Lexicographic rank of each canonical key (a row of ``digits``) among all canonical
+    keys of its length: a dense index into the CTM values, so lookups need no search."""
+    out = np.empty(digits.shape[0], dtype=np.int64)
+    for row in range(digits.shape[0]):
+        m = 1
+        r = 0
+        for i in range(1, digits.shape[1]):
+            d = int(digits[row, i])
+            r += d * f[i + 1, m]
+            if d == m:
+                m += 1
+        out[row] = r
     return out
 
 
 @njit(cache=True)
-def n_labels(keys, length, base):
-    """Number of distinct symbols in each canonical key (its largest digit + 1)."""
-    out = np.empty(keys.size, dtype=np.int64)
-    for i in range(keys.size):
-        k = keys[i]
-        top = 0
-        for _ in range(length):
-            d = k % base
-            if d > top:
-                top = d
-            k //= base
-        out[i] = top + 1
+def ctm_of_keys(keys, length, bits, f, values, missing):
+    """CTM value of each raw block key: relabel its symbols in order of first appearance
+    (``40524 -> 01230``), rank that canonical key, read the dense table (NaN: absent)."""
+    out = np.empty(keys.size, dtype=np.float64)
+    label = np.empty(1 << bits, dtype=np.int64)
+    mask = (1 << bits) - 1
+    for t in range(keys.size):
+        key = keys[t]
+        label[:] = -1
+        m = 0
+        r = 0
+        for i in range(length):
+            d = label[(key >> (bits * (length - 1 - i))) & mask]
+            if d < 0:
+                d = m
+                label[(key >> (bits * (length - 1 - i))) & mask] = m
+            if i > 0:
+                r += d * f[i + 1, m]
+            if d == m:
+                m += 1
+        v = values[r]
+        out[t] = missing if np.isnan(v) else v
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels as _k
-from .ctm import CTMTable, load_table
+from .ctm import CTMTable, bits_per_symbol, load_table
 from .symbols import to_numpy
 
 __all__ = ["BDM", "BlockCounts", "bdm", "PARTITIONS"]
@@ -67,11 +67,11 @@ class BlockCounts:
                 f"cannot merge counts of ndim={self.ndim}, n_symbols={self.n_symbols} "
                 f"with counts of ndim={other.ndim}, n_symbols={other.n_symbols}"
             )
-        acc = _Accumulator()
+        acc = _Accumulator(self.ndim, self.n_symbols)
         for part in (self, other):
             for size, (keys, counts) in part.groups.items():
                 acc.add_counts(size, keys, counts)
-        return acc.result(self.ndim, self.n_symbols)
+        return acc.result()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BlockCounts):
@@ -96,51 +96,96 @@ class BlockCounts:
         )
 
 
+# Key spaces up to this many bits are counted in direct-address arrays (binary 1-D and
+# 2-D blocks: 4,096 and 65,536 keys), larger ones in a hash table.
+_DENSE_BITS = 20
+
+
 class _Accumulator:
-    """Hash-counter states per block size, in order of first appearance of each size."""
+    """Block counters per block side, in order of first appearance of each side."""
 
-    def __init__(self) -> None:
-        self._states: dict[int, tuple] = {}
+    def __init__(self, ndim: int, n_symbols: int) -> None:
+        self.ndim, self.n_symbols = ndim, n_symbols
+        self.bits = bits_per_symbol(n_symbols)
+        self._dense: dict[int, list] = {}
+        self._hash: dict[int, tuple] = {}
+        self._order: list[int] = []
 
-    def _state(self, size: int, expected: int) -> tuple:
-        if size not in self._states:
-            self._states[size] = _k.new_table(min(expected, 1 << 16))
-        return self._states[size]
+    def _is_dense(self, size: int) -> bool:
+        if size not in self._order:
+            self._order.append(size)
+            key_bits = self.bits * size**self.ndim
+            if key_bits <= _DENSE_BITS:
+                self._dense[size] = [
+                    np.zeros(1 << key_bits, dtype=np.int64),
+                    np.zeros(1 << key_bits, dtype=np.int64),
+                    0,
+                ]
+        return size in self._dense
 
-    def add_1d(self, x: np.ndarray, start: int, stop: int, size: int, step: int, base: int):
-        expected = max(1, (stop - start - size) // step + 1)
-        state = self._state(size, expected)
-        self._states[size] = _k.count_1d(x, start, stop, size, step, base, *state)
+    def _hash_state(self, size: int, expected: int) -> tuple:
+        if size not in self._hash:
+            self._hash[size] = _k.new_table(min(expected, 1 << 16))
+        return self._hash[size]
 
-    def add_2d(self, x, r0, c0, height, width, size, step, base):
-        expected = max(1, ((height - size) // step + 1) * ((width - size) // step + 1))
-        state = self._state(size, expected)
-        self._states[size] = _k.count_2d(x, r0, c0, height, width, size, step, base, *state)
+    def add_1d(self, x: np.ndarray, start: int, stop: int, size: int, step: int) -> None:
+        if self._is_dense(size):
+            d = self._dense[size]
+            d[2] = _k.dense_1d(x, start, stop, size, step, self.bits, d[0], d[1], d[2])
+        else:
+            state = self._hash_state(size, max(1, (stop - start - size) // step + 1))
+            self._hash[size] = _k.count_1d(x, start, stop, size, step, self.bits, *state)
+
+    def add_2d(self, x, r0: int, c0: int, height: int, width: int, size: int, step: int):
+        if self._is_dense(size):
+            d = self._dense[size]
+            d[2] = _k.dense_2d(x, r0, c0, height, width, size, step, self.bits, *d)
+        else:
+            expected = max(1, ((height - size) // step + 1) * ((width - size) // step + 1))
+            state = self._hash_state(size, expected)
+            self._hash[size] = _k.count_2d(
+                x, r0, c0, height, width, size, step, self.bits, *state
+            )
 
     def add_counts(self, size: int, keys: np.ndarray, counts: np.ndarray) -> None:
-        state = self._state(size, keys.size)
-        self._states[size] = _k.merge_counts(keys, counts, *state)
+        if self._is_dense(size):
+            d = self._dense[size]
+            new = keys[d[0][keys] == 0]
+            d[1][new] = d[2] + np.arange(new.size)
+            d[2] += new.size
+            d[0][keys] += counts
+        else:
+            state = self._hash_state(size, keys.size)
+            self._hash[size] = _k.merge_counts(keys, counts, *state)
 
-    def result(self, ndim: int, n_symbols: int) -> BlockCounts:
+    def result(self) -> BlockCounts:
         groups = {}
-        for size, (_, _, ukeys, ucounts, n) in self._states.items():
-            if n:
+        for size in self._order:
+            if size in self._dense:
+                counts, first, _ = self._dense[size]
+                keys = np.flatnonzero(counts)
+                keys = keys[np.argsort(first[keys], kind="stable")]
+                groups[size] = (keys, counts[keys])
+            else:
+                _, _, ukeys, ucounts, n = self._hash[size]
                 groups[size] = (ukeys[:n].copy(), ucounts[:n].copy())
-        return BlockCounts(ndim=ndim, n_symbols=n_symbols, groups=groups)
+            if groups[size][0].size == 0:
+                del groups[size]
+        return BlockCounts(ndim=self.ndim, n_symbols=self.n_symbols, groups=groups)
 
 
 @lru_cache(maxsize=None)
 def _descending(table: CTMTable, size: int) -> tuple[np.ndarray, np.ndarray]:
     """CTM values of one shape sorted descending, with the number of raw blocks of each.
 
-    A canonical key with j distinct labels stands for n!/(n-j)! raw blocks; this is the
-    sequence pybdm's normalization draws its most complex arrangement from.
+    A canonical block with j distinct symbols stands for n!/(n-j)! raw blocks; this is
+    the sequence pybdm's normalization draws its most complex arrangement from.
     """
-    keys, values = table.keys[size], table.values[size]
-    labels = _k.n_labels(keys, size**table.ndim, table.n_symbols)
+    values, labels = table.values[size], table.labels[size]
+    present = np.flatnonzero(~np.isnan(values))
     n = table.n_symbols
     perms = np.array([math.perm(n, j) for j in range(n + 1)], dtype=np.int64)
-    order = np.argsort(-values, kind="stable")
+    order = present[np.argsort(-values[present], kind="stable")]
     return values[order], perms[labels[order]]
 
 
@@ -279,27 +324,27 @@ class BDM:
             Wrong ndim, symbols out of range, or too short for one block.
         """
         arr = self._symbols(x, name)
-        acc = _Accumulator()
-        base, b = self.n_symbols, self.size
+        acc = _Accumulator(self.ndim, self.n_symbols)
+        b = self.size
         if self.ndim == 1:
             n = arr.shape[0]
             if self.partition == "correlated":
-                acc.add_1d(arr, 0, n, b, self.shift, base)
+                acc.add_1d(arr, 0, n, b, self.shift)
             else:
                 full = n - n % b
-                acc.add_1d(arr, 0, full, b, b, base)
+                acc.add_1d(arr, 0, full, b, b)
                 rest = n - full
                 if self.partition == "recursive" and rest >= self.min_length:
-                    acc.add_1d(arr, full, n, rest, rest, base)
+                    acc.add_1d(arr, full, n, rest, rest)
         else:
             h, w = arr.shape
             if self.partition == "correlated":
-                acc.add_2d(arr, 0, 0, h, w, b, self.shift, base)
+                acc.add_2d(arr, 0, 0, h, w, b, self.shift)
             elif self.partition == "ignore":
-                acc.add_2d(arr, 0, 0, h, w, b, b, base)
+                acc.add_2d(arr, 0, 0, h, w, b, b)
             else:
                 self._recurse_2d(acc, arr, 0, 0, h, w, b)
-        counts = acc.result(self.ndim, self.n_symbols)
+        counts = acc.result()
         if counts.n_blocks == 0:
             raise ValueError(
                 f"{name} of shape {arr.shape} is too short for one block of shape "
@@ -311,7 +356,7 @@ class BDM:
     def _recurse_2d(self, acc: _Accumulator, arr, r0: int, c0: int, h: int, w: int, d: int):
         """pybdm's recursive partition: whole d x d tiles, then each incomplete edge
         slice tiled again with squares of its shorter side."""
-        acc.add_2d(arr, r0, c0, h, w, d, d, self.n_symbols)
+        acc.add_2d(arr, r0, c0, h, w, d, d)
         fh, fw = h - h % d, w - w % d
         edges = [(r, c0 + fw, d, w - fw) for r in range(r0, r0 + fh, d)] if w > fw else []
         if h > fh:
@@ -339,8 +384,7 @@ class BDM:
         self._check_counts(counts)
         ctm, mult = [], []
         for size, (keys, n) in counts.groups.items():
-            canon = _k.canonical_keys(keys, size**self.ndim, self.n_symbols)
-            ctm.append(self.table.lookup(size, canon))
+            ctm.append(self.table.lookup(size, keys))
             mult.append(n)
         return float(_k.bdm_sum(np.concatenate(ctm), np.concatenate(mult)))
 
@@ -382,12 +426,10 @@ class BDM:
         value = self.ent_from_counts(counts)
         shapes = self._shape_counts(counts)
         lo = _k.ent_sum(np.array([n for _, n in shapes], dtype=np.int64))
-        spread = []
-        for size, n in shapes:
-            total = int(_descending(self.table, size)[1].sum())
-            q, r = divmod(n, total)
-            spread += [np.full(r, q + 1), np.full(total - r if q else 0, q)]
-        hi = _k.ent_sum(np.concatenate(spread).astype(np.int64))
+        # pybdm's most entropic object: every block distinct, as far as the raw blocks
+        # of each shape go (counted once each, as pybdm counts them).
+        distinct = sum(min(n, int(_descending(self.table, s)[1].sum())) for s, n in shapes)
+        hi = math.log2(distinct)
         return _normalize(value, lo, hi, "entropy")
 
 

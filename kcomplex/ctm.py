@@ -2,9 +2,9 @@
 
 pybdm stores each table as a gzip-compressed pickle of
 ``{shape: {canonical key string: CTM bits}}``. Unpickling the 9-symbol table takes
-seconds and about a gigabyte of Python objects, so each table is converted once into
-sorted ``int64`` keys and ``float64`` values per block shape and cached on disk as an
-``.npz`` file; later loads read the cache.
+seconds and about a gigabyte of Python objects, so each table is converted once into a
+dense ``float64`` array per block shape, indexed by the rank of the canonical key, and
+cached on disk as an ``.npz`` file; later loads read the cache.
 
 The data files are located through ``importlib.metadata`` without importing pybdm,
 whose import needs ``pkg_resources``.
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _kernels as _k
+
 __all__ = ["CTMTable", "load_table", "cache_dir", "TABLES"]
 
 #: (ndim, n_symbols) -> data file name inside ``pybdm/ctmdata``.
@@ -38,12 +40,21 @@ TABLES: dict[tuple[int, int], str] = {
 }
 
 # Bump when the cache layout changes, so old caches are rebuilt rather than misread.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
+
+
+def bits_per_symbol(n_symbols: int) -> int:
+    """Bits of one symbol in a block key."""
+    return max(1, (n_symbols - 1).bit_length())
 
 
 @dataclass(frozen=True, eq=False)
 class CTMTable:
     """CTM values of canonical blocks for one alphabet and dimension.
+
+    A canonical block (symbols relabelled in order of first appearance, read row-major)
+    is a restricted growth string; ``values[side][rank]`` is the CTM of the canonical
+    block of that lexicographic rank, NaN where the table has none.
 
     Attributes
     ----------
@@ -51,38 +62,47 @@ class CTMTable:
         1 for strings, 2 for square matrices.
     n_symbols : int
         Alphabet size.
-    keys : dict[int, np.ndarray]
-        Block side length -> sorted canonical keys (base-``n_symbols`` integers of the
-        canonical block read row-major, first symbol most significant).
     values : dict[int, np.ndarray]
-        Block side length -> CTM value in bits of each key.
+        Block side -> CTM bits by canonical rank (NaN: absent from the table).
+    labels : dict[int, np.ndarray]
+        Block side -> number of distinct symbols of each canonical block.
     """
 
     ndim: int
     n_symbols: int
-    keys: dict[int, np.ndarray]
     values: dict[int, np.ndarray]
+    labels: dict[int, np.ndarray]
 
     @property
     def sizes(self) -> tuple[int, ...]:
-        """Block side lengths the table covers, ascending."""
-        return tuple(sorted(self.keys))
+        """Block sides the table covers, ascending."""
+        return tuple(sorted(self.values))
+
+    @property
+    def bits(self) -> int:
+        """Bits of one symbol in a block key."""
+        return bits_per_symbol(self.n_symbols)
 
     def missing_value(self, size: int) -> float:
         """Score of a block absent from the table: the largest CTM of that shape + 1 bit."""
-        return float(self.values[size].max()) + 1.0
+        return _missing(self, size)
 
-    def n_strings(self, size: int) -> int:
-        """Number of raw blocks of side ``size`` over the alphabet."""
-        return self.n_symbols ** (size**self.ndim)
+    def lookup(self, size: int, keys: np.ndarray) -> np.ndarray:
+        """CTM values of raw block keys of side ``size``; absent blocks score max + 1."""
+        length = size**self.ndim
+        return _k.ctm_of_keys(
+            np.ascontiguousarray(keys, dtype=np.int64),
+            length,
+            self.bits,
+            _k.rgs_completions(length, min(self.n_symbols, length)),
+            self.values[size],
+            self.missing_value(size),
+        )
 
-    def lookup(self, size: int, canonical_keys: np.ndarray) -> np.ndarray:
-        """CTM values of canonical keys of side ``size``; missing keys get max + 1."""
-        keys = self.keys[size]
-        pos = np.searchsorted(keys, canonical_keys)
-        pos_c = np.minimum(pos, keys.size - 1)
-        found = keys[pos_c] == canonical_keys
-        return np.where(found, self.values[size][pos_c], self.missing_value(size))
+
+@lru_cache(maxsize=None)
+def _missing(table: CTMTable, size: int) -> float:
+    return float(np.nanmax(table.values[size])) + 1.0
 
 
 def cache_dir() -> Path:
@@ -114,15 +134,6 @@ def _source_path(name: str) -> Path:
     raise FileNotFoundError(f"pybdm is installed but its CTM data file {name!r} is missing")
 
 
-def _encode_canonical(strings: list[str], base: int) -> np.ndarray:
-    """Integer keys of canonical key strings (digits < base, first most significant)."""
-    length = len(strings[0])
-    digits = np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8)
-    digits = (digits - ord("0")).astype(np.int64).reshape(len(strings), length)
-    weights = base ** np.arange(length - 1, -1, -1, dtype=np.int64)
-    return digits @ weights
-
-
 def _convert(source: Path, ndim: int, n_symbols: int) -> dict[str, np.ndarray]:
     with gzip.open(source, "rb") as fh:
         table = pickle.load(fh)  # noqa: S301 - pybdm's own data file, the only reader there is
@@ -130,11 +141,18 @@ def _convert(source: Path, ndim: int, n_symbols: int) -> dict[str, np.ndarray]:
     for shape, entries in table.items():
         if len(shape) != ndim or len(set(shape)) != 1:
             raise ValueError(f"unexpected block shape {shape} in {source}")
-        keys = _encode_canonical(list(entries), n_symbols)
-        values = np.fromiter(entries.values(), dtype=np.float64, count=len(entries))
-        order = np.argsort(keys, kind="stable")
-        arrays[f"keys_{shape[0]}"] = keys[order]
-        arrays[f"values_{shape[0]}"] = values[order]
+        length = shape[0] ** ndim
+        n_labels = min(n_symbols, length)
+        digits = np.frombuffer("".join(entries).encode("ascii"), dtype=np.uint8) - ord("0")
+        digits = digits.reshape(len(entries), length)
+        f = _k.rgs_completions(length, n_labels)
+        ranks = _k.rank_canonical(digits, f)
+        values = np.full(int(f[1, 1]), np.nan)
+        values[ranks] = np.fromiter(entries.values(), dtype=np.float64, count=len(entries))
+        labels = np.zeros(values.size, dtype=np.uint8)
+        labels[ranks] = digits.max(axis=1) + 1
+        arrays[f"values_{shape[0]}"] = values
+        arrays[f"labels_{shape[0]}"] = labels
     return arrays
 
 
@@ -166,21 +184,20 @@ def _read_cache(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
     except Exception:  # truncated file, bad zip CRC, missing member: rebuild, never trust
         return None
     for name, arr in arrays.items():
-        if name.startswith("keys_") and (
-            arr.dtype != np.int64 or np.any(np.diff(arr) <= 0)
-        ):
+        expected = np.uint8 if name.startswith("labels_") else np.float64
+        if arr.dtype != expected or arr.ndim != 1:
             return None
     return arrays
 
 
 def _from_arrays(ndim: int, n_symbols: int, arrays: dict[str, np.ndarray]) -> CTMTable:
-    sizes = sorted(int(name[5:]) for name in arrays if name.startswith("keys_"))
-    keys = {s: arrays[f"keys_{s}"] for s in sizes}
+    sizes = sorted(int(name[7:]) for name in arrays if name.startswith("values_"))
     values = {s: arrays[f"values_{s}"] for s in sizes}
+    labels = {s: arrays[f"labels_{s}"] for s in sizes}
     for s in sizes:
-        keys[s].setflags(write=False)
         values[s].setflags(write=False)
-    return CTMTable(ndim=ndim, n_symbols=n_symbols, keys=keys, values=values)
+        labels[s].setflags(write=False)
+    return CTMTable(ndim=ndim, n_symbols=n_symbols, values=values, labels=labels)
 
 
 @lru_cache(maxsize=None)
