@@ -6,6 +6,7 @@ tensor, and is never imported by ``import kcomplex``.
 
 from .bdm import BDM, PARTITIONS, BlockCounts, bdm
 from .ctm import load_table
+from .perturbation import perturbation
 from .symbols import binarize, symbolize
 
 __version__ = "0.1.0"
@@ -17,5 +18,6 @@ __all__ = [
     "bdm",
     "binarize",
     "load_table",
+    "perturbation",
     "symbolize",
 ]

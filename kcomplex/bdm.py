@@ -325,25 +325,11 @@ class BDM:
         """
         arr = self._symbols(x, name)
         acc = _Accumulator(self.ndim, self.n_symbols)
-        b = self.size
-        if self.ndim == 1:
-            n = arr.shape[0]
-            if self.partition == "correlated":
-                acc.add_1d(arr, 0, n, b, self.shift)
+        for origin, extent, size, step in self.regions(arr.shape):
+            if self.ndim == 1:
+                acc.add_1d(arr, origin[0], origin[0] + extent[0], size, step)
             else:
-                full = n - n % b
-                acc.add_1d(arr, 0, full, b, b)
-                rest = n - full
-                if self.partition == "recursive" and rest >= self.min_length:
-                    acc.add_1d(arr, full, n, rest, rest)
-        else:
-            h, w = arr.shape
-            if self.partition == "correlated":
-                acc.add_2d(arr, 0, 0, h, w, b, self.shift)
-            elif self.partition == "ignore":
-                acc.add_2d(arr, 0, 0, h, w, b, b)
-            else:
-                self._recurse_2d(acc, arr, 0, 0, h, w, b)
+                acc.add_2d(arr, *origin, *extent, size, step)
         counts = acc.result()
         if counts.n_blocks == 0:
             raise ValueError(
@@ -353,20 +339,39 @@ class BDM:
             )
         return counts
 
-    def _recurse_2d(self, acc: _Accumulator, arr, r0: int, c0: int, h: int, w: int, d: int):
-        """pybdm's recursive partition: whole d x d tiles, then each incomplete edge
-        slice tiled again with squares of its shorter side."""
-        acc.add_2d(arr, r0, c0, h, w, d, d)
-        fh, fw = h - h % d, w - w % d
-        edges = [(r, c0 + fw, d, w - fw) for r in range(r0, r0 + fh, d)] if w > fw else []
-        if h > fh:
-            edges += [(r0 + fh, c, h - fh, d) for c in range(c0, c0 + fw, d)]
-            if w > fw:
-                edges.append((r0 + fh, c0 + fw, h - fh, w - fw))
-        for r, c, eh, ew in edges:
-            side = min(eh, ew)
+    def regions(self, shape: tuple[int, ...]) -> list[tuple[tuple, tuple, int, int]]:
+        """The decomposition of an array of ``shape`` as ``(origin, extent, side, step)``
+        regions: blocks of ``side`` start at ``origin + k * step`` along each axis and
+        lie within ``extent``; regions are listed in the order pybdm visits them.
+        """
+        b = self.size
+        whole = ((0,) * self.ndim, tuple(shape))
+        if self.partition == "correlated":
+            return [(*whole, b, self.shift)]
+        if self.partition == "ignore":
+            return [(*whole, b, b)]
+        out: list[tuple[tuple, tuple, int, int]] = []
+        self._recurse(out, *whole, b)
+        return out
+
+    def _recurse(self, out: list, origin: tuple, extent: tuple, d: int) -> None:
+        """pybdm's recursive partition: whole d-tiles, then each incomplete edge slice
+        tiled again with squares of its shorter side, down to ``min_length``."""
+        out.append((origin, extent, d, d))
+        full = tuple(e - e % d for e in extent)
+        if self.ndim == 1:
+            edges = [((origin[0] + full[0],), (extent[0] - full[0],))] if extent != full else []
+        else:
+            (r0, c0), (h, w), (fh, fw) = origin, extent, full
+            edges = [((r, c0 + fw), (d, w - fw)) for r in range(r0, r0 + fh, d)] if w > fw else []
+            if h > fh:
+                edges += [((r0 + fh, c), (h - fh, d)) for c in range(c0, c0 + fw, d)]
+                if w > fw:
+                    edges.append(((r0 + fh, c0 + fw), (h - fh, w - fw)))
+        for edge_origin, edge_extent in edges:
+            side = min(edge_extent)
             if side >= self.min_length:
-                self._recurse_2d(acc, arr, r, c, eh, ew, side)
+                self._recurse(out, edge_origin, edge_extent, side)
 
     # -- values -------------------------------------------------------------------------
 
