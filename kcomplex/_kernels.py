@@ -14,24 +14,24 @@ as plain Python under ``NUMBA_DISABLE_JIT=1`` (the test suite does that).
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 _EMPTY = -1
 _MIX = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64: Fibonacci hashing
 
 
 def new_table(expected: int):
-    """Empty hash-counter state for about ``expected`` distinct keys."""
+    """Empty hash-counter state for about ``expected`` distinct keys.
+
+    ``slots[h] = (key, count, id)`` keeps what one probe needs in one cache line; ``id``
+    numbers keys in order of first appearance and ``order[id]`` is the key.
+    """
     cap = 16
     while cap < 2 * expected:
         cap *= 2
-    return (
-        np.full(cap, _EMPTY, dtype=np.int64),  # slot -> key
-        np.zeros(cap, dtype=np.int64),  # slot -> id (order of first appearance)
-        np.zeros(cap // 2, dtype=np.int64),  # id -> key
-        np.zeros(cap // 2, dtype=np.int64),  # id -> count
-        0,  # number of distinct keys
-    )
+    slots = np.zeros((cap, 3), dtype=np.int64)
+    slots[:, 0] = _EMPTY
+    return slots, np.zeros(cap // 2, dtype=np.int64), 0
 
 
 @njit(cache=True)
@@ -41,76 +41,84 @@ def _slot(key, mask):
 
 
 @njit(cache=True)
-def _grow(tkeys, tids, ukeys, ucounts, n):
-    cap = tkeys.size * 2
+def _grow(slots, order, n):
+    cap = slots.shape[0] * 2
     mask = cap - 1
-    nkeys = np.full(cap, _EMPTY, dtype=np.int64)
-    nids = np.zeros(cap, dtype=np.int64)
-    for i in range(n):
-        h = _slot(ukeys[i], mask)
-        while nkeys[h] != _EMPTY:
-            h = (h + 1) & mask
-        nkeys[h] = ukeys[i]
-        nids[h] = i
-    nukeys = np.zeros(cap // 2, dtype=np.int64)
-    nucounts = np.zeros(cap // 2, dtype=np.int64)
-    nukeys[:n] = ukeys[:n]
-    nucounts[:n] = ucounts[:n]
-    return nkeys, nids, nukeys, nucounts
+    grown = np.zeros((cap, 3), dtype=np.int64)
+    grown[:, 0] = _EMPTY
+    for old in range(slots.shape[0]):
+        if slots[old, 0] != _EMPTY:
+            h = _slot(slots[old, 0], mask)
+            while grown[h, 0] != _EMPTY:
+                h = (h + 1) & mask
+            grown[h, :] = slots[old, :]
+    longer = np.zeros(cap // 2, dtype=np.int64)
+    longer[:n] = order[:n]
+    return grown, longer
 
 
 @njit(cache=True)
-def _insert(key, count, tkeys, tids, ukeys, ucounts, n):
+def _insert(key, count, slots, order, n):
     """Add ``count`` to ``key``; returns the new number of distinct keys."""
-    mask = tkeys.size - 1
+    mask = slots.shape[0] - 1
     h = _slot(key, mask)
     while True:
-        k = tkeys[h]
+        k = slots[h, 0]
         if k == key:
-            ucounts[tids[h]] += count
+            slots[h, 1] += count
             return n
         if k == _EMPTY:
-            tkeys[h] = key
-            tids[h] = n
-            ukeys[n] = key
-            ucounts[n] = count
+            slots[h, 0] = key
+            slots[h, 1] = count
+            slots[h, 2] = n
+            order[n] = key
             return n + 1
         h = (h + 1) & mask
 
 
 @njit(cache=True)
-def count_1d(x, start, stop, size, step, bits, tkeys, tids, ukeys, ucounts, n):
-    """Count the windows ``x[s:s+size]`` for ``s = start, start+step, ...``, ``s+size <= stop``."""
-    s = start
-    while s + size <= stop:
-        if 2 * (n + 1) > tkeys.size:
-            tkeys, tids, ukeys, ucounts = _grow(tkeys, tids, ukeys, ucounts, n)
-        key = 0
-        for j in range(s, s + size):
-            key = (key << bits) | int(x[j])
-        n = _insert(key, 1, tkeys, tids, ukeys, ucounts, n)
-        s += step
-    return tkeys, tids, ukeys, ucounts, n
+def table_counts(slots, n):
+    """Counts of the ``n`` keys of a hash-counter state, in order of first appearance."""
+    out = np.zeros(n, dtype=np.int64)
+    for h in range(slots.shape[0]):
+        if slots[h, 0] != _EMPTY:
+            out[slots[h, 2]] = slots[h, 1]
+    return out
 
 
 @njit(cache=True)
-def count_2d(x, r0, c0, height, width, size, step, bits, tkeys, tids, ukeys, ucounts, n):
+def count_1d(x, start, stop, size, step, bits, slots, order, n):
+    """Count the windows ``x[s:s+size]`` for ``s = start, start+step, ...``, ``s+size <= stop``."""
+    s = start
+    while s + size <= stop:
+        if 2 * (n + 1) > slots.shape[0]:
+            slots, order = _grow(slots, order, n)
+        key = 0
+        for j in range(s, s + size):
+            key = (key << bits) | int(x[j])
+        n = _insert(key, 1, slots, order, n)
+        s += step
+    return slots, order, n
+
+
+@njit(cache=True)
+def count_2d(x, r0, c0, height, width, size, step, bits, slots, order, n):
     """Count the ``size x size`` windows of ``x[r0:r0+height, c0:c0+width]``, row-major,
     with top-left corners on a grid of pitch ``step``."""
     r = r0
     while r + size <= r0 + height:
         c = c0
         while c + size <= c0 + width:
-            if 2 * (n + 1) > tkeys.size:
-                tkeys, tids, ukeys, ucounts = _grow(tkeys, tids, ukeys, ucounts, n)
+            if 2 * (n + 1) > slots.shape[0]:
+                slots, order = _grow(slots, order, n)
             key = 0
             for i in range(r, r + size):
                 for j in range(c, c + size):
                     key = (key << bits) | int(x[i, j])
-            n = _insert(key, 1, tkeys, tids, ukeys, ucounts, n)
+            n = _insert(key, 1, slots, order, n)
             c += step
         r += step
-    return tkeys, tids, ukeys, ucounts, n
+    return slots, order, n
 
 
 @njit(cache=True)
@@ -151,13 +159,13 @@ def dense_2d(x, r0, c0, height, width, size, step, bits, counts, first, seq):
 
 
 @njit(cache=True)
-def merge_counts(keys, counts, tkeys, tids, ukeys, ucounts, n):
+def merge_counts(keys, counts, slots, order, n):
     """Add ``counts`` of ``keys`` (in order) into a hash-counter state."""
     for i in range(keys.size):
-        if 2 * (n + 1) > tkeys.size:
-            tkeys, tids, ukeys, ucounts = _grow(tkeys, tids, ukeys, ucounts, n)
-        n = _insert(keys[i], counts[i], tkeys, tids, ukeys, ucounts, n)
-    return tkeys, tids, ukeys, ucounts, n
+        if 2 * (n + 1) > slots.shape[0]:
+            slots, order = _grow(slots, order, n)
+        n = _insert(keys[i], counts[i], slots, order, n)
+    return slots, order, n
 
 
 @njit(cache=True)
@@ -191,29 +199,33 @@ def rank_canonical(digits, f):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def ctm_of_keys(keys, length, bits, f, values, missing):
     """CTM value of each raw block key: relabel its symbols in order of first appearance
-    (``40524 -> 01230``), rank that canonical key, read the dense table (NaN: absent)."""
+    (``40524 -> 01230``), rank that canonical key, read the dense table (NaN: absent).
+    Parallel over keys: with many distinct blocks the table reads are what costs."""
     out = np.empty(keys.size, dtype=np.float64)
-    label = np.empty(1 << bits, dtype=np.int64)
     mask = (1 << bits) - 1
-    for t in range(keys.size):
-        key = keys[t]
-        label[:] = -1
-        m = 0
-        r = 0
-        for i in range(length):
-            d = label[(key >> (bits * (length - 1 - i))) & mask]
-            if d < 0:
-                d = m
-                label[(key >> (bits * (length - 1 - i))) & mask] = m
-            if i > 0:
-                r += d * f[i + 1, m]
-            if d == m:
-                m += 1
-        v = values[r]
-        out[t] = missing if np.isnan(v) else v
+    n_chunks = 64
+    for chunk in prange(n_chunks):
+        label = np.empty(1 << bits, dtype=np.int64)
+        for t in range(chunk * keys.size // n_chunks, (chunk + 1) * keys.size // n_chunks):
+            key = keys[t]
+            label[:] = -1
+            m = 0
+            r = 0
+            for i in range(length):
+                sym = (key >> (bits * (length - 1 - i))) & mask
+                d = label[sym]
+                if d < 0:
+                    d = m
+                    label[sym] = m
+                if i > 0:
+                    r += d * f[i + 1, m]
+                if d == m:
+                    m += 1
+            v = values[r]
+            out[t] = missing if np.isnan(v) else v
     return out
 
 
@@ -262,3 +274,21 @@ def sorted_prefix_bdm(values, mult, n, total):
             total += values[t] + math.log2(c)
             i += 1
     return total
+
+
+@njit(cache=True)
+def sorted_runs(a):
+    """Number of runs of equal values in a sorted array and the sum of ``c * log2(c)``
+    over their lengths ``c``: an order-0 code length without materializing the counts."""
+    if a.size == 0:
+        return 0, 0.0
+    runs = 0
+    total = 0.0
+    start = 0
+    for i in range(1, a.size + 1):
+        if i == a.size or a[i] != a[start]:
+            c = i - start
+            total += c * math.log2(c)
+            runs += 1
+            start = i
+    return runs, total

@@ -125,7 +125,10 @@ class _Accumulator:
 
     def _hash_state(self, size: int, expected: int) -> tuple:
         if size not in self._hash:
-            self._hash[size] = _k.new_table(min(expected, 1 << 16))
+            # Sized for the blocks ahead (bounded: memory stays O(distinct) for huge or
+            # memory-mapped input), so that one pass rarely has to grow the table.
+            key_space = 1 << min(self.bits * size**self.ndim, 62)
+            self._hash[size] = _k.new_table(min(expected, key_space, 1 << 22))
         return self._hash[size]
 
     def add_1d(self, x: np.ndarray, start: int, stop: int, size: int, step: int) -> None:
@@ -167,8 +170,8 @@ class _Accumulator:
                 keys = keys[np.argsort(first[keys], kind="stable")]
                 groups[size] = (keys, counts[keys])
             else:
-                _, _, ukeys, ucounts, n = self._hash[size]
-                groups[size] = (ukeys[:n].copy(), ucounts[:n].copy())
+                slots, order, n = self._hash[size]
+                groups[size] = (order[:n].copy(), _k.table_counts(slots, n))
             if groups[size][0].size == 0:
                 del groups[size]
         return BlockCounts(ndim=self.ndim, n_symbols=self.n_symbols, groups=groups)
