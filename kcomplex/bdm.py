@@ -423,7 +423,7 @@ class BDM:
         value = self.bdm_from_counts(counts)
         lo = hi = 0.0
         for size, n in self._shape_counts(counts):
-            lo += float(self.table.values[size].min()) + math.log2(n)
+            lo += float(_descending(self.table, size)[0][-1]) + math.log2(n)
             hi = _k.sorted_prefix_bdm(*_descending(self.table, size), n, hi)
         return _normalize(value, lo, hi, "BDM")
 
@@ -464,4 +464,8 @@ def bdm(x: Any, **options: Any) -> float:
     >>> round(bdm(np.ones(100, dtype=int), partition="recursive"), 6)
     36.541242
     """
+    shape = options.get("shape")
+    if shape is not None:
+        # Any sequence is a shape for BDM; the instance cache needs a hashable one.
+        options["shape"] = tuple(int(s) for s in np.atleast_1d(shape))
     return _cached_bdm(**options).bdm(x)

@@ -1,0 +1,104 @@
+"""``kcomplex analyze|compare``: a thin command line over :mod:`kcomplex.analysis`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .analysis import analyze, compare
+from .estimators import ESTIMATORS, PRESETS
+
+__all__ = ["main"]
+
+
+def _estimator_help() -> str:
+    lines = [f"  {name:<8} {est.description}" for name, est in ESTIMATORS.items()]
+    lines += [f"  {name:<8} preset: {', '.join(names)}" for name, names in PRESETS.items()]
+    return "estimators (all in bits):\n" + "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kcomplex",
+        description="Algorithmic complexity of neural-network weights, in bits.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_estimator_help(),
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--estimators", "-e", nargs="+", default=["default"], metavar="NAME",
+        help="estimator names or a preset (default, paper, all); see below",
+    )
+    common.add_argument("--all-params", action="store_true",
+                        help="include frozen parameters of modules (requires_grad=False)")
+    common.add_argument("--json", metavar="OUT", help="write the table and metadata as JSON")
+    common.add_argument("--csv", metavar="OUT", help="write the table as CSV")
+    common.add_argument("--plot", metavar="OUT.png", help="draw the figure to a file")
+    common.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("analyze", parents=[common], help="bits per tensor and in total",
+                       epilog=_estimator_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help=".npy, .npz, .pt/.pth/.bin state dict or .safetensors")
+    p.add_argument("--drop-nonfinite", action="store_true",
+                   help="leave NaN/Inf weights out (reported) instead of failing")
+    c = sub.add_parser("compare", parents=[common], help="ratios of trained to init",
+                       epilog=_estimator_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("init", metavar="INIT")
+    c.add_argument("trained", metavar="TRAINED")
+    return parser
+
+
+def _estimators(names: list[str]) -> str | list[str]:
+    return names[0] if len(names) == 1 and names[0] in PRESETS else names
+
+
+def _out(path: str | None, tag: str | None) -> str | None:
+    """``OUT`` for one input; ``OUT`` with the input's stem inserted for several."""
+    if path is None or tag is None:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-{tag}{p.suffix}"))
+
+
+def _emit(result, args: argparse.Namespace, title: str, tag: str | None = None) -> None:
+    print(title)
+    print(result)
+    if args.json:
+        result.to_json(_out(args.json, tag))
+    if args.csv:
+        result.to_csv(_out(args.csv, tag))
+    if args.plot:
+        result.plot(_out(args.plot, tag))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    progress = False if args.no_progress else None
+    try:
+        if args.command == "analyze":
+            for path in args.paths:
+                report = analyze(
+                    path, _estimators(args.estimators), trainable_only=not args.all_params,
+                    nonfinite="drop" if args.drop_nonfinite else "raise", progress=progress,
+                )
+                tag = Path(path).stem if len(args.paths) > 1 else None
+                _emit(report, args, f"== {path}", tag)
+        else:
+            cmp = compare(args.init, args.trained, _estimators(args.estimators),
+                          trainable_only=not args.all_params, progress=progress)
+            _emit(cmp, args, f"== {args.trained} vs {args.init}")
+    except (OSError, ValueError, TypeError, ImportError) as err:
+        print(f"kcomplex: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

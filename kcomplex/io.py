@@ -1,0 +1,598 @@
+"""Read weights from arrays, tensors, modules, state dicts and files.
+
+Every supported input becomes an ordered ``{name: numpy.ndarray}``: the
+tensors the estimators measure, in the order the weight vector concatenates
+them.  :func:`iter_weights` yields them one at a time (a ``.safetensors`` or
+``.npz`` file is read tensor by tensor), :func:`load_weights` collects them,
+and :func:`weight_shapes` gives names and shapes, from the header alone where
+the format has one.
+
+Torch is imported only for ``.pt``/``.pth``/``.bin`` files and for
+``.safetensors`` tensors in a float8 (or smaller) dtype; a tensor or module
+input implies the caller imported it already.
+
+Which tensors, under which names
+--------------------------------
+- A lone array or tensor is named ``"weights"``.
+- A mapping (a state dict) keeps its keys and order.  A state dict holds
+  floating buffers too (BatchNorm's running statistics); pass the module
+  itself for exactly the trainable parameters.  Values that are not
+  arrays or tensors (counters, strings, ``None``, optimizer state and other
+  nested dicts) are skipped.  A mapping holding no array or tensor but a
+  mapping under ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` (tried
+  in that order, repeatedly) is a checkpoint wrapper and is unwrapped.
+- An ``nn.Module`` gives ``named_parameters()``, which is ``parameters()``
+  order (shared parameters once); buffers never count.
+- When every tensor name starts with ``"module."`` (DataParallel and
+  DistributedDataParallel add it), that prefix is removed from all of them.
+- ``floating_only=True`` (the default) keeps real floating tensors only: the
+  paper's weight vector is floating parameters, and a state dict's integer
+  buffers (BatchNorm's ``num_batches_tracked``) are not weights.  With
+  ``floating_only=False`` integer, bool and complex tensors are kept too.
+  Arrays of non-numeric dtype (object, string) are always skipped.
+
+Files, by suffix
+----------------
+- ``.npy``: one array, named ``"weights"``.
+- ``.npz``: every ``.npy`` member, in the archive's order.
+- ``.pt``, ``.pth``, ``.bin``: ``torch.load(weights_only=True)``, which never
+  runs pickled code, then as a tensor or a mapping above.
+- ``.safetensors``: tensors in the order of their data in the file.  The
+  format does not record the model's order; files written by the safetensors
+  library sort tensors by dtype size, then by name.  ``safe_open().keys()``
+  is sorted by name, so it differs from the order used here.
+
+Returned arrays
+---------------
+NumPy arrays, C-contiguous, in native byte order, with the source dtype,
+except that floating dtypes NumPy lacks (bfloat16, float8) become float32,
+exactly.  An array that shares memory with an array or tensor the caller
+passed in is a read-only view: nothing the caller owns can be changed through
+it.  Every other array (converted, made contiguous, moved off a GPU, or read
+from a file) is a new array that only the caller holds, and is writable.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import re
+import sys
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .symbols import to_numpy
+
+__all__ = ["SUFFIXES", "WeightsFormatError", "iter_weights", "load_weights", "weight_shapes"]
+
+_SINGLE_NAME = "weights"
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+_DDP_PREFIX = "module."
+_MAX_LISTED = 5
+
+# Safetensors dtypes that the "numpy" framework of safe_open can return.
+_ST_NUMPY = frozenset(
+    ["BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32", "F64", "C64"]
+)
+
+# The error raised for a rejected pickle ends with a line naming what was refused.
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
+
+
+class WeightsFormatError(ValueError):
+    """A weights file is corrupt, truncated, or holds something other than weights.
+
+    Examples
+    --------
+    >>> issubclass(WeightsFormatError, ValueError)
+    True
+    """
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One tensor of a source: known without reading its values."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str  # "float", "numeric" or "other"
+    read: Callable[[Any], np.ndarray]  # called with the source's open handle
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The tensors of a source, what was skipped, and how to open it for reading."""
+
+    source: str
+    entries: list[_Entry]
+    skipped: list[str]
+    open: Callable[[], AbstractContextManager[Any]] = nullcontext
+
+
+def iter_weights(
+    x: Any, *, trainable_only: bool = True, floating_only: bool = True
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(name, array)`` for every weight tensor of `x`, one at a time.
+
+    The input is checked and its tensor list read (a file's header) before
+    this returns, so bad input fails here rather than on the first ``next``.
+    A ``.safetensors`` or ``.npz`` file is then read one tensor per step;
+    other inputs are already in memory or loaded whole.  See the module
+    documentation for names, order and the returned arrays.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, torch.Tensor, torch.nn.Module, mapping, str or os.PathLike
+        An array or tensor, a module, a state dict (or a checkpoint wrapping
+        one), or the path of a ``.npy``, ``.npz``, ``.pt``, ``.pth``,
+        ``.bin`` or ``.safetensors`` file.
+    trainable_only : bool
+        For a module, only parameters with ``requires_grad``.  Other inputs
+        carry no such flag, and ignore it.
+    floating_only : bool
+        Skip integer, bool and complex tensors.
+
+    Returns
+    -------
+    iterator of (str, numpy.ndarray)
+
+    Raises
+    ------
+    TypeError
+        If `x` is none of the accepted kinds, or a mapping has a non-string key.
+    FileNotFoundError
+        If the path does not exist.
+    ValueError
+        If the suffix is unsupported, or no tensor is left to yield.
+    WeightsFormatError
+        If the file is corrupt, or a torch file holds pickled objects other
+        than tensors and plain containers (they are never unpickled).
+    ModuleNotFoundError
+        If the input needs torch and it is not installed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> state = {"fc.weight": np.ones((2, 3), np.float32), "fc.bias": np.zeros(2), "step": 7}
+    >>> [(name, w.shape) for name, w in iter_weights(state)]
+    [('fc.weight', (2, 3)), ('fc.bias', (2,))]
+    """
+    plan = _plan(x, trainable_only)
+    return _generate(plan, _select(plan, floating_only))
+
+
+def load_weights(
+    x: Any, *, trainable_only: bool = True, floating_only: bool = True
+) -> dict[str, np.ndarray]:
+    """Every weight tensor of `x` as an ordered ``{name: numpy.ndarray}``.
+
+    The same as ``dict(iter_weights(x, ...))``.  See the module documentation
+    for names, order and the returned arrays.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, torch.Tensor, torch.nn.Module, mapping, str or os.PathLike
+        As for :func:`iter_weights`.
+    trainable_only, floating_only : bool
+        As for :func:`iter_weights`.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        In the order of the weight vector.
+
+    Raises
+    ------
+    TypeError, FileNotFoundError, ValueError, WeightsFormatError, ModuleNotFoundError
+        As for :func:`iter_weights`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = load_weights(np.arange(6, dtype=np.float32).reshape(2, 3))
+    >>> list(w), w["weights"].dtype
+    (['weights'], dtype('float32'))
+    >>> ckpt = {"epoch": 3, "model": {"module.fc.weight": np.ones(4), "module.step": 2}}
+    >>> list(load_weights(ckpt))
+    ['fc.weight']
+    """
+    return dict(iter_weights(x, trainable_only=trainable_only, floating_only=floating_only))
+
+
+def weight_shapes(
+    x: Any, *, trainable_only: bool = True, floating_only: bool = True
+) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors :func:`load_weights` would return.
+
+    ``.safetensors``, ``.npy`` and ``.npz`` files are read for their headers
+    only; a torch file is loaded whole.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, torch.Tensor, torch.nn.Module, mapping, str or os.PathLike
+        As for :func:`iter_weights`.
+    trainable_only, floating_only : bool
+        As for :func:`iter_weights`.
+
+    Returns
+    -------
+    dict of str to tuple of int
+        Same keys, same order as ``load_weights(x, ...)``.
+
+    Raises
+    ------
+    TypeError, FileNotFoundError, ValueError, WeightsFormatError, ModuleNotFoundError
+        As for :func:`iter_weights`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> weight_shapes({"a": np.zeros((2, 5)), "b": np.zeros(3)})
+    {'a': (2, 5), 'b': (3,)}
+    """
+    plan = _plan(x, trainable_only)
+    return {e.name: e.shape for e in _select(plan, floating_only)}
+
+
+def _generate(plan: _Plan, entries: list[_Entry]) -> Iterator[tuple[str, np.ndarray]]:
+    with plan.open() as handle:
+        for entry in entries:
+            yield entry.name, entry.read(handle)
+
+
+def _select(plan: _Plan, floating_only: bool) -> list[_Entry]:
+    """Apply the prefix and dtype rules; raise if nothing is left."""
+    entries = plan.entries
+    if entries and all(
+        e.name.startswith(_DDP_PREFIX) and len(e.name) > len(_DDP_PREFIX) for e in entries
+    ):
+        entries = [replace(e, name=e.name[len(_DDP_PREFIX) :]) for e in entries]
+    kept, skipped = [], list(plan.skipped)
+    for e in entries:
+        if e.kind == "other":
+            skipped.append(f"{e.name!r} (dtype {e.dtype}, not numeric)")
+        elif floating_only and e.kind != "float":
+            skipped.append(f"{e.name!r} (dtype {e.dtype}, not floating: see floating_only)")
+        else:
+            kept.append(e)
+    if not kept:
+        if not skipped:
+            raise ValueError(f"no weights in {plan.source}: it holds no tensors")
+        more = f" and {len(skipped) - _MAX_LISTED} more" if len(skipped) > _MAX_LISTED else ""
+        raise ValueError(
+            f"no weights in {plan.source}: skipped {', '.join(skipped[:_MAX_LISTED])}{more}"
+        )
+    return kept
+
+
+# --- in-memory inputs ----------------------------------------------------------------
+
+
+def _torch_if_imported() -> Any:
+    # A tensor or module can only exist if the caller imported torch, so look it
+    # up instead of importing it: the import is slow and torch is optional.
+    return sys.modules.get("torch")
+
+
+def _is_tensor(v: Any) -> bool:
+    torch = _torch_if_imported()
+    return torch is not None and isinstance(v, torch.Tensor)
+
+
+def _plan(x: Any, trainable_only: bool) -> _Plan:
+    torch = _torch_if_imported()
+    if isinstance(x, (str, os.PathLike)):
+        return _plan_path(Path(os.fsdecode(os.fspath(x))))
+    if isinstance(x, np.ndarray):
+        return _Plan("the array", [_array_entry(_SINGLE_NAME, x)], [])
+    if torch is not None and isinstance(x, torch.Tensor):
+        return _Plan("the tensor", [_tensor_entry(_SINGLE_NAME, x, owned=False)], [])
+    if torch is not None and isinstance(x, torch.nn.Module):
+        return _plan_module(x, trainable_only)
+    if isinstance(x, Mapping):
+        return _plan_mapping(x, "the mapping", owned=False)
+    raise TypeError(
+        f"cannot read weights from a {type(x).__module__}.{type(x).__qualname__}; expected "
+        "a numpy.ndarray, a torch.Tensor, a torch.nn.Module, a mapping of names to "
+        "arrays or tensors (a state dict), or a path (str or os.PathLike) to a "
+        f"{', '.join(SUFFIXES)} file"
+    )
+
+
+def _numpy_kind(dtype: np.dtype) -> str:
+    return "float" if dtype.kind == "f" else "numeric" if dtype.kind in "biuc" else "other"
+
+
+def _array_entry(name: str, arr: np.ndarray) -> _Entry:
+    def read(_: Any) -> np.ndarray:
+        return _finish(arr, shared=True)
+
+    return _Entry(name, arr.shape, str(arr.dtype), _numpy_kind(arr.dtype), read)
+
+
+def _tensor_entry(name: str, t: Any, *, owned: bool) -> _Entry:
+    kind = "float" if t.is_floating_point() or t.is_quantized else "numeric"
+    dtype = str(t.dtype).removeprefix("torch.")
+    return _Entry(name, tuple(t.shape), dtype, kind, lambda _: _tensor_to_numpy(t, name, owned))
+
+
+def _tensor_to_numpy(t: Any, name: str, owned: bool) -> np.ndarray:
+    torch = sys.modules["torch"]
+    if t.is_meta:
+        raise ValueError(f"tensor {name!r} is on the meta device and holds no values")
+    source = t
+    if t.is_quantized:
+        t = t.dequantize()
+    elif t.layout != torch.strided:
+        t = t.to_dense()
+    try:
+        arr = to_numpy(t)
+    except TypeError as exc:
+        raise TypeError(f"tensor {name!r} of dtype {t.dtype} has no NumPy equivalent") from exc
+    # Compare addresses rather than re-deriving when to_numpy copies (dtype, device, conj).
+    shared = not owned and t is source and arr.ctypes.data == t.data_ptr()
+    return _finish(arr, shared=shared)
+
+
+def _finish(arr: np.ndarray, *, shared: bool) -> np.ndarray:
+    """``arr`` C-contiguous in native byte order; read-only if it is still `shared`."""
+    arr = np.asarray(arr)  # subclasses (memmap, matrix) become plain arrays
+    if not (arr.flags.c_contiguous and arr.dtype.isnative):
+        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+    if shared:
+        arr = arr.view()
+        arr.flags.writeable = False
+    return arr
+
+
+def _plan_module(module: Any, trainable_only: bool) -> _Plan:
+    entries, skipped = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad or not trainable_only:
+            entries.append(_tensor_entry(name, p, owned=False))
+        else:
+            skipped.append(f"{name!r} (requires_grad=False: see trainable_only)")
+    return _Plan(f"the {type(module).__name__} module", entries, skipped)
+
+
+def _unwrap(mapping: Mapping) -> Mapping:
+    while not any(isinstance(v, np.ndarray) or _is_tensor(v) for v in mapping.values()):
+        key = next((k for k in _WRAPPER_KEYS if isinstance(mapping.get(k), Mapping)), None)
+        if key is None:
+            break
+        mapping = mapping[key]
+    return mapping
+
+
+def _plan_mapping(mapping: Mapping, source: str, *, owned: bool) -> _Plan:
+    entries, skipped = [], []
+    for key, v in _unwrap(mapping).items():
+        if not isinstance(key, str):
+            raise TypeError(
+                f"tensor names must be strings; {source} has the key {key!r} "
+                f"({type(key).__name__})"
+            )
+        if isinstance(v, np.ndarray):
+            entries.append(_array_entry(key, v))
+        elif _is_tensor(v):
+            entries.append(_tensor_entry(key, v, owned=owned))
+        else:
+            skipped.append(f"{key!r} ({type(v).__name__})")
+    return _Plan(source, entries, skipped)
+
+
+# --- files ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _reading(path: Path, what: str, errors: tuple[type[BaseException], ...] = ()):
+    """Turn a reader's exceptions about bad content into a WeightsFormatError."""
+    try:
+        yield
+    except WeightsFormatError:
+        raise
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error, *errors) as exc:
+        raise WeightsFormatError(f"{path}: not a readable {what} file: {exc}") from exc
+
+
+def _plan_path(path: Path) -> _Plan:
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such weights file", str(path))
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a directory, not a weights file", str(path))
+    suffix = path.suffix.lower()
+    planner = _PLANNERS.get(suffix)
+    if planner is None:
+        found = f"suffix {suffix!r}" if suffix else "no suffix"
+        raise ValueError(
+            f"{path}: unsupported file type ({found}); supported: {', '.join(SUFFIXES)}"
+        )
+    return planner(path)
+
+
+def _npy_header(fp: Any) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fp)
+    # Version 3 differs from 2 only in allowing UTF-8 field names of structured
+    # dtypes, which are never numeric weights; their dtype is skipped anyway.
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version in ((2, 0), (3, 0)):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return shape, dtype
+
+
+def _plan_npy(path: Path) -> _Plan:
+    with _reading(path, ".npy"), open(path, "rb") as fp:
+        shape, dtype = _npy_header(fp)
+
+    def read(_: Any) -> np.ndarray:
+        with _reading(path, ".npy"):
+            return _finish(np.load(path, allow_pickle=False), shared=False)
+
+    entry = _Entry(_SINGLE_NAME, shape, str(dtype), _numpy_kind(dtype), read)
+    return _Plan(str(path), [entry], [])
+
+
+def _plan_npz(path: Path) -> _Plan:
+    entries, skipped = [], []
+    with _reading(path, ".npz"), zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.is_dir() or not info.filename.endswith(".npy"):
+                skipped.append(f"{info.filename!r} (not a .npy member)")
+                continue
+            name = info.filename.removesuffix(".npy")
+            if any(e.name == name for e in entries):
+                raise WeightsFormatError(f"{path}: member {info.filename!r} appears twice")
+            with zf.open(info) as fp:
+                shape, dtype = _npy_header(fp)
+            read = _npz_reader(path, info)
+            entries.append(_Entry(name, shape, str(dtype), _numpy_kind(dtype), read))
+    return _Plan(str(path), entries, skipped, open=lambda: zipfile.ZipFile(path))
+
+
+def _npz_reader(path: Path, info: zipfile.ZipInfo) -> Callable[[Any], np.ndarray]:
+    def read(zf: zipfile.ZipFile) -> np.ndarray:
+        with _reading(path, ".npz"), zf.open(info) as fp:
+            return _finish(np.lib.format.read_array(fp, allow_pickle=False), shared=False)
+
+    return read
+
+
+def _import_torch(why: str) -> Any:
+    try:
+        import torch
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"{why} needs torch, which is not installed (pip install 'kcomplex[torch]')",
+            name="torch",
+        ) from exc
+    return torch
+
+
+def _plan_torch(path: Path) -> _Plan:
+    torch = _import_torch(f"reading {path}")
+    try:
+        with _reading(path, "torch", (RuntimeError,)):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _UNPICKLER_DETAIL.search(str(exc))
+        detail = found.group(1).split(". ")[0] if found else str(exc).split("\n")[0]
+        raise WeightsFormatError(
+            f"{path}: torch.load(weights_only=True) refused the file ({detail}). It is "
+            "corrupt, or holds pickled Python objects other than tensors and plain "
+            "containers, which are never unpickled because that can run arbitrary code. "
+            "Save a state dict instead: torch.save(model.state_dict(), path)"
+        ) from exc
+    if isinstance(obj, torch.Tensor):
+        return _Plan(str(path), [_tensor_entry(_SINGLE_NAME, obj, owned=True)], [])
+    if isinstance(obj, Mapping):
+        return _plan_mapping(obj, str(path), owned=True)
+    raise WeightsFormatError(
+        f"{path}: holds a {type(obj).__name__}; expected a tensor or a mapping of names "
+        "to tensors (a state dict)"
+    )
+
+
+def _plan_safetensors(path: Path) -> _Plan:
+    from safetensors import SafetensorError, safe_open
+
+    # safe_open checks the header (offsets, sizes, dtypes) and maps the file
+    # without reading the data; the offsets we need come from the JSON itself.
+    with _reading(path, ".safetensors", (SafetensorError,)):
+        with safe_open(path, framework="numpy"):
+            pass
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+    header.pop("__metadata__", None)
+    data_start = 8 + n
+    entries = []
+    for name, info in sorted(header.items(), key=lambda kv: (*kv[1]["data_offsets"], kv[0])):
+        code = info["dtype"]
+        kind = "float" if code.startswith("F") or code == "BF16" else "numeric"
+        shape = tuple(info["shape"])
+        start, end = (data_start + o for o in info["data_offsets"])
+        read = _safetensors_reader(name, code, shape, start, end)
+        entries.append(_Entry(name, shape, code, kind, read))
+    return _Plan(str(path), entries, [], open=lambda: _SafetensorsReader(path))
+
+
+class _SafetensorsReader:
+    """The open handles of one pass over a ``.safetensors`` file, opened as needed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stack = ExitStack()
+        self._handles: dict[str, Any] = {}
+
+    def __enter__(self) -> _SafetensorsReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def handle(self, kind: str) -> Any:
+        if kind not in self._handles:
+            if kind == "raw":
+                handle = open(self.path, "rb")
+            else:
+                from safetensors import safe_open
+
+                handle = safe_open(self.path, framework=kind)
+            self._handles[kind] = self._stack.enter_context(handle)
+        return self._handles[kind]
+
+
+def _safetensors_reader(
+    name: str, code: str, shape: tuple[int, ...], start: int, end: int
+) -> Callable[[_SafetensorsReader], np.ndarray]:
+    def read(reader: _SafetensorsReader) -> np.ndarray:
+        from safetensors import SafetensorError
+
+        with _reading(reader.path, ".safetensors", (SafetensorError,)):
+            if code in _ST_NUMPY:
+                return _finish(reader.handle("numpy").get_tensor(name), shared=False)
+            if code == "BF16":
+                return _read_bfloat16(reader.handle("raw"), reader.path, name, shape, start, end)
+            _import_torch(f"reading tensor {name!r} of dtype {code} from {reader.path}")
+            return _tensor_to_numpy(reader.handle("pt").get_tensor(name), name, owned=True)
+
+    return read
+
+
+def _read_bfloat16(
+    fh: Any, path: Path, name: str, shape: tuple[int, ...], start: int, end: int
+) -> np.ndarray:
+    # bfloat16 is the top half of a float32, so widening is a shift: exact, and
+    # no torch needed, which safe_open's "pt" framework would be.
+    fh.seek(start)
+    raw = fh.read(end - start)
+    if len(raw) != end - start:
+        raise WeightsFormatError(f"{path}: tensor {name!r} is truncated")
+    bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+    return bits.view(np.float32).reshape(shape)
+
+
+_PLANNERS: dict[str, Callable[[Path], _Plan]] = {
+    ".npy": _plan_npy,
+    ".npz": _plan_npz,
+    ".pt": _plan_torch,
+    ".pth": _plan_torch,
+    ".bin": _plan_torch,
+    ".safetensors": _plan_safetensors,
+}
+
+#: File suffixes that :func:`load_weights` reads (case-insensitive).
+SUFFIXES: tuple[str, ...] = tuple(_PLANNERS)

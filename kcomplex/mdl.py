@@ -1,0 +1,584 @@
+"""Minimum description length codes: universal integer codes and codes for symbol sequences.
+
+Integer codes (Elias gamma, delta, omega; Rissanen's log*) give self-delimiting lengths
+for headers and counts. Sequence codes give the bits of a string of symbols
+``0 .. alphabet - 1``: its order-0 empirical entropy (ideal), a two-part code, the
+adaptive Krichevsky-Trofimov and Laplace codes, and the length a real entropy coder
+(constriction's ANS) attains. Uniform quantization turns weights into such symbols. The
+bit streams (:class:`BitWriter`, :class:`BitReader`) are MSB first. All lengths in bits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import constriction
+import numpy as np
+from scipy.special import betaln, gammaln
+
+from .symbols import check_real, to_numpy
+
+__all__ = [
+    "BitReader", "BitWriter", "ELIAS_CODES", "LOG_STAR_C0", "QUANTIZED_CODES",
+    "coded_bits", "decode_coded", "decode_elias", "dequantize_uniform",
+    "elias_delta_length", "elias_gamma_length", "elias_omega_length", "encode_elias",
+    "entropy_bits", "kt_bits", "laplace_bits", "log_star", "quantize_uniform",
+    "quantized_bits", "two_part_bits",
+]
+
+#: Rissanen's constant c0: with it, 2^-log*(n) sums to 1 over n >= 1.
+LOG_STAR_C0 = 2.865064
+_LN2 = math.log(2)
+_U1 = np.uint64(1)
+_INT64_MAX = 2**63 - 1
+
+
+def _integer(x: Any, lo: int, hi: float, what: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not lo <= x <= hi:
+        bounds = f">= {lo}" if hi == math.inf else f"in [{lo}, {hi}]"
+        raise ValueError(f"{what} must be an integer {bounds}, got {x!r}")
+    return int(x)
+
+
+def _lookup(registry: dict, name: str, what: str):
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(map(repr, registry))}")
+    return registry[name]
+
+
+def _bit_length(a: Any) -> np.ndarray:
+    """int.bit_length of every element, exactly (a float log2 rounds near 2^k)."""
+    a, out = np.asarray(a).astype(np.uint64), 0
+    for s in (32, 16, 8, 4, 2, 1):
+        big = a >= (_U1 << np.uint64(s))
+        out, a = out + big * s, np.where(big, a >> np.uint64(s), a)
+    return np.asarray(out + (a > 0), dtype=np.int64)
+
+
+def _lengths(n: Any, what: str, fn: Callable):
+    """`fn(n, bit_length)` on integers >= 1: an int for a scalar, else an int64 array."""
+    if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
+        _integer(n, 1, math.inf, f"{what}'s n")
+        return int(fn(int(n), lambda x: int(x).bit_length()))
+    arr = to_numpy(n)
+    if arr.dtype.kind not in "iu" and arr.size:
+        raise TypeError(f"{what} needs integers, got dtype {arr.dtype}")
+    if arr.size and arr.min() < 1:
+        raise ValueError(f"{what} is defined for integers >= 1, got minimum {arr.min()}")
+    return np.asarray(fn(arr.astype(np.uint64), _bit_length), dtype=np.int64)
+
+
+def _omega_groups(n, bl) -> list:
+    """The groups of the omega code of `n`, last written first: (value, width or 0)."""
+    groups, m = [], n
+    if isinstance(n, int):  # Python ints of any size stay out of numpy
+        while m > 1:
+            groups.append((m, bl(m)))
+            m = bl(m) - 1
+        return groups
+    while np.any(m > 1):
+        active, b = m > 1, bl(m)
+        groups.append((m, np.where(active, b, 0)))
+        m = np.where(active, b - 1, m).astype(np.uint64)
+    return groups
+
+
+def elias_gamma_length(n: Any):
+    """Bits of the Elias gamma code of n >= 1: ``2 floor(log2 n) + 1``.
+
+    Parameters
+    ----------
+    n : int or array_like of int
+        Integers >= 1 (a Python int of any size, or an integer array).
+
+    Returns
+    -------
+    int or numpy.ndarray
+        Exact lengths: an int for a scalar, otherwise an int64 array of the same shape.
+
+    Raises
+    ------
+    ValueError
+        For n < 1 (TypeError for non-integers).
+
+    Examples
+    --------
+    >>> elias_gamma_length(1), elias_gamma_length(5), elias_gamma_length([1, 2, 4])
+    (1, 5, array([1, 3, 5]))
+    """
+    return _lengths(n, "elias_gamma_length", lambda n, bl: 2 * bl(n) - 1)
+
+
+def elias_delta_length(n: Any):
+    """Bits of the Elias delta code of n >= 1: ``N + 2 floor(log2(N + 1)) + 1``,
+    ``N = floor(log2 n)``. Inputs and errors as :func:`elias_gamma_length`.
+
+    >>> elias_delta_length(1), elias_delta_length(2), elias_delta_length(2**40)
+    (1, 4, 51)
+    """
+    return _lengths(n, "elias_delta_length", lambda n, bl: bl(n) + 2 * bl(bl(n)) - 2)
+
+
+def elias_omega_length(n: Any):
+    """Bits of the Elias omega code of n >= 1: its recursive groups and a final 0.
+    Inputs and errors as :func:`elias_gamma_length`.
+
+    >>> elias_omega_length(1), elias_omega_length(2), elias_omega_length(16)
+    (1, 3, 11)
+    """
+    return _lengths(
+        n, "elias_omega_length", lambda n, bl: 1 + sum((w for _, w in _omega_groups(n, bl)), 0)
+    )
+
+
+#: Elias codes by name, with their length functions.
+ELIAS_CODES: dict[str, Callable] = {
+    "gamma": elias_gamma_length,
+    "delta": elias_delta_length,
+    "omega": elias_omega_length,
+}
+
+
+def log_star(n: int) -> float:
+    """Rissanen's universal code length log*(n) = log2 c0 + log2 n + log2 log2 n + ...
+
+    Only the positive terms are summed; c0 = :data:`LOG_STAR_C0` = 2.865064 makes these
+    the lengths of a complete prefix code for the integers n >= 1.
+
+    >>> round(log_star(1), 4), round(log_star(16) - log_star(1), 4)
+    (1.5186, 7.0)
+    """
+    total, x = math.log2(LOG_STAR_C0), math.log2(_integer(n, 1, math.inf, "log_star's n"))
+    while x > 0:
+        total, x = total + x, math.log2(x)
+    return total
+
+
+# --- bit streams ------------------------------------------------------------------
+
+
+def _elias_fields(values: Any, code: str) -> tuple[np.ndarray, np.ndarray]:
+    """(value, width <= 64) fields whose bits, in order, are the codewords of `values`."""
+    _lookup(ELIAS_CODES, code, "code")
+    arr = np.atleast_1d(to_numpy(values)).reshape(-1)
+    elias_gamma_length(arr)  # the checks: integers >= 1
+    if arr.size and int(arr.max()) > _INT64_MAX:
+        raise ValueError(f"Elias values must be < 2**63, got {int(arr.max())}")
+    n = arr.astype(np.uint64)
+    big_n, zero = _bit_length(n) - 1, np.zeros_like(n)
+    if code == "gamma":  # N zeros, then n in N + 1 bits
+        cols = [(zero, big_n), (n, big_n + 1)]
+    elif code == "delta":  # gamma(N + 1), then n without its leading 1
+        small = _bit_length(big_n + 1) - 1
+        low = n - (_U1 << big_n.astype(np.uint64))
+        cols = [(zero, small), (big_n + 1, small + 1), (low, big_n)]
+    else:  # the groups innermost first, then a 0
+        cols = [*reversed(_omega_groups(n, _bit_length)), (zero, np.ones_like(big_n))]
+    vals = np.stack([np.broadcast_to(v, n.shape).astype(np.uint64) for v, _ in cols], axis=1)
+    widths = np.stack([np.broadcast_to(w, n.shape) for _, w in cols], axis=1)
+    return vals.reshape(-1), widths.reshape(-1).astype(np.int64)
+
+
+def _pack_bits(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Fields of width <= 64 as a 0/1 uint8 array, each field MSB first."""
+    parts = [np.zeros(0, dtype=np.uint8)]
+    for i in range(0, values.size, 1 << 16):  # bounds the per-bit temporaries
+        v, w = values[i : i + (1 << 16)], widths[i : i + (1 << 16)]
+        ends = np.cumsum(w)
+        shift = (np.repeat(ends - 1, w) - np.arange(ends[-1])).astype(np.uint64)
+        parts.append(((np.repeat(v, w) >> shift) & _U1).astype(np.uint8))
+    return np.concatenate(parts)
+
+
+class BitWriter:
+    """Collects bit fields MSB first; :meth:`getvalue` packs them, zero-padding the end.
+
+    >>> bw = BitWriter()
+    >>> bw.write(0b101, 3); bw.write_elias([1, 2], "gamma")
+    >>> bw.getvalue(), bw.n_bits
+    (b'\\xb4', 7)
+    """
+
+    def __init__(self) -> None:
+        self._values: list[np.ndarray] = []
+        self._widths: list[np.ndarray] = []
+        self.n_bits = 0
+
+    def write(self, value: int, width: int) -> None:
+        """Append `value` as `width` (<= 64) bits; ValueError if it does not fit."""
+        if not 0 <= int(width) <= 64 or not 0 <= int(value) < 1 << int(width):
+            raise ValueError(f"value {value} does not fit in {width} bits (<= 64)")
+        self._values.append(np.array([value], np.uint64))
+        self._widths.append(np.array([width], np.int64))
+        self.n_bits += int(width)
+
+    def write_elias(self, values: Any, code: str = "gamma") -> None:
+        """Append the Elias codewords of `values` (integers in [1, 2**63))."""
+        vals, widths = _elias_fields(values, code)
+        self._values.append(vals)
+        self._widths.append(widths)
+        self.n_bits += int(widths.sum())
+
+    def getvalue(self) -> bytes:
+        """All bits written so far, the last byte zero-padded."""
+        vals = np.concatenate([np.zeros(0, np.uint64), *self._values])
+        widths = np.concatenate([np.zeros(0, np.int64), *self._widths])
+        return np.packbits(_pack_bits(vals, widths)).tobytes()
+
+
+class BitReader:
+    """Reads bit fields MSB first from the first `n_bits` (default all) bits of `data`;
+    reading past them raises ValueError, so malformed input cannot loop forever.
+
+    >>> br = BitReader(b'\\xb4')
+    >>> br.read(3), br.read_elias("gamma"), br.read_elias("gamma"), br.pos
+    (5, 1, 2, 7)
+    """
+
+    def __init__(self, data: bytes, n_bits: int | None = None) -> None:
+        self._data, self.pos = bytes(data), 0
+        self.n_bits = _integer(
+            8 * len(self._data) if n_bits is None else n_bits, 0, 8 * len(self._data), "n_bits"
+        )
+
+    def read(self, width: int) -> int:
+        """The next `width` bits as an unsigned int."""
+        end = self.pos + width
+        if width < 0 or end > self.n_bits:
+            raise ValueError(
+                f"truncated bit stream: {width} bits wanted at bit {self.pos} of {self.n_bits}"
+            )
+        first, last = self.pos >> 3, (end + 7) >> 3
+        word = int.from_bytes(self._data[first:last], "big")
+        self.pos = end
+        return (word >> ((last << 3) - end)) & ((1 << width) - 1)
+
+    def _zeros(self) -> int:
+        """Skip the 0 bits before the next 1 (left unread); their count."""
+        i, stop = self.pos >> 3, (self.n_bits + 7) >> 3
+        byte = self._data[i] & (0xFF >> (self.pos & 7)) if i < stop else 0
+        while not byte and i + 1 < stop:
+            i += 1
+            byte = self._data[i]
+        one = (i << 3) + 8 - byte.bit_length()
+        if not byte or one >= self.n_bits:
+            raise ValueError(f"truncated bit stream: no 1 bit after bit {self.pos}")
+        count, self.pos = one - self.pos, one
+        return count
+
+    def read_elias(self, code: str = "gamma") -> int:
+        """Decode one Elias codeword."""
+        if code == "gamma":
+            return self.read(self._zeros() + 1)
+        if code == "delta":
+            big_n = self.read(self._zeros() + 1) - 1
+            low = self.read(big_n)  # first: it bounds big_n by the bits left
+            return (1 << big_n) | low
+        _lookup(ELIAS_CODES, code, "code")
+        n = 1  # omega: a group is a 1 and n more bits, and gives the next n
+        while self.read(1):
+            low = self.read(n)  # first: it bounds n by the bits left
+            n = (1 << n) | low
+        return n
+
+
+def encode_elias(values: Any, code: str = "gamma") -> tuple[bytes, int]:
+    """Elias codewords of `values`, concatenated MSB first.
+
+    Parameters
+    ----------
+    values : array_like of int
+        Integers in [1, 2**63), any shape, read in C order.
+    code : {"gamma", "delta", "omega"}
+        See :data:`ELIAS_CODES`.
+
+    Returns
+    -------
+    (bytes, int)
+        The bits, the last byte zero-padded, and their exact number.
+
+    Raises
+    ------
+    ValueError
+        For an unknown code or values out of range (TypeError for non-integers).
+
+    Examples
+    --------
+    >>> encode_elias([1, 2, 3], "gamma")
+    (b'\\xa6', 7)
+    """
+    writer = BitWriter()
+    writer.write_elias(values, code)
+    return writer.getvalue(), writer.n_bits
+
+
+def decode_elias(data: bytes, count: int, code: str = "gamma") -> np.ndarray:
+    """The first `count` Elias codewords of `data` as int64 (trailing bits ignored);
+    ValueError if `data` ends first or a value reaches 2**63.
+
+    >>> decode_elias(b'\\xa6', 3, "gamma")
+    array([1, 2, 3])
+    """
+    _lookup(ELIAS_CODES, code, "code")
+    reader = BitReader(data)
+    out = [reader.read_elias(code) for _ in range(_integer(count, 0, math.inf, "count"))]
+    if out and max(out) > _INT64_MAX:
+        raise ValueError(f"malformed Elias {code} data: decoded value {max(out)} >= 2**63")
+    return np.array(out, dtype=np.int64)
+
+
+# --- codes for symbol sequences ---------------------------------------------------
+
+
+def _symbols(symbols: Any, alphabet: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The flattened symbols (int64) and the counts of those that occur."""
+    s = to_numpy(symbols)
+    if s.dtype.kind not in "biu" and s.size:
+        raise TypeError(f"symbols must be integers, got dtype {s.dtype}")
+    if alphabet is not None:
+        _integer(alphabet, 1, math.inf, "alphabet")
+    s = s.reshape(-1)
+    if s.size == 0:
+        return s.astype(np.int64), np.zeros(0, dtype=np.int64)
+    lo, hi = int(s.min()), int(s.max())
+    if lo < 0 or hi >= (_INT64_MAX if alphabet is None else alphabet):
+        bad = lo if lo < 0 else hi
+        where = int(np.flatnonzero(s == bad)[0])
+        raise ValueError(
+            f"symbols must lie in [0, {alphabet or '2**63 - 1'}), found {bad} at index {where}"
+        )
+    s = s.astype(np.int64, copy=False)
+    # bincount allocates max + 1 counters: fine up to a few per symbol, else sort.
+    small = hi <= max(4 * s.size, 1 << 16)
+    counts = np.bincount(s) if small else np.unique(s, return_counts=True)[1]
+    return s, counts[counts > 0].astype(np.int64)
+
+
+def _log_rising(x: float, n: int) -> float:
+    """ln(G(x + n) / G(x)); as G(n) / B(n, x), which keeps its digits when x >> n."""
+    return float(gammaln(n) - betaln(n, x)) if n else 0.0
+
+
+def entropy_bits(symbols: Any, alphabet: int | None = None) -> float:
+    """Length times order-0 empirical entropy, n H = -sum c log2(c / n): the ideal code
+    length when the decoder knows the empirical distribution for free.
+
+    Parameters
+    ----------
+    symbols : array_like of int
+        Symbols ``>= 0``, any shape, read in C order; may be empty.
+    alphabet : int, optional
+        Alphabet size: symbols must be below it. Required by the other sequence codes.
+
+    Returns
+    -------
+    float
+        Bits, >= 0.
+
+    Raises
+    ------
+    ValueError
+        For symbols out of range or a bad `alphabet` (TypeError for non-integers).
+
+    Examples
+    --------
+    >>> entropy_bits([0, 1, 0, 1])  # a fair coin: 1 bit a symbol
+    4.0
+    """
+    s, c = _symbols(symbols, alphabet)
+    return float(s.size * math.log2(s.size) - (c * np.log2(c)).sum()) if s.size else 0.0
+
+
+def laplace_bits(symbols: Any, alphabet: int) -> float:
+    """Adaptive add-one (Laplace) code: symbol t costs -log2((c_x + 1) / (t + a)).
+
+    The product is ``(a - 1)! prod c_i! / (n + a - 1)!``, computed with log-gamma.
+
+    >>> round(laplace_bits([0, 1, 0, 1], 2), 6)  # log2(5! / (2! 2!)) = log2 30
+    4.906891
+    """
+    s, c = _symbols(symbols, alphabet)
+    nats = _log_rising(alphabet, s.size) - gammaln(c + 1.0).sum()
+    return float(max(nats, 0.0) / _LN2)  # a = 1 costs 0, which rounding may make -1e-16
+
+
+def two_part_bits(symbols: Any, alphabet: int) -> float:
+    """Two-part code: n, the counts, then the sequence given the counts.
+
+    ``elias_delta_length(n + 1)`` (so n = 0 is codable) + ``log2 C(n + a - 1, a - 1)``
+    (which of the ways to write n as `a` ordered counts) + ``log2(n! / prod c_i!)``
+    (which sequence with these counts), with log-gamma. The last two terms add up to
+    :func:`laplace_bits`.
+
+    >>> round(two_part_bits([0, 1, 0, 1], 2), 6)  # 5 bits for n + 1, log2 5, log2 6
+    9.906891
+    """
+    s, _ = _symbols(symbols, alphabet)
+    return laplace_bits(s, alphabet) + elias_delta_length(s.size + 1)
+
+
+def kt_bits(symbols: Any, alphabet: int) -> float:
+    """Adaptive Krichevsky-Trofimov code: symbol t costs -log2((c_x + 1/2) / (t + a/2)).
+
+    The product is the Dirichlet(1/2) mixture, computed as
+    ``log2[G(n + a/2) G(1/2)^a / (G(a/2) prod G(c_i + 1/2))]`` with log-gamma.
+
+    >>> kt_bits([0, 1], 2)  # (1/2) (1/2 / 2) = 1/8
+    3.0
+    """
+    s, c = _symbols(symbols, alphabet)
+    nats = _log_rising(alphabet / 2, s.size) - (gammaln(c + 0.5) - gammaln(0.5)).sum()
+    return float(max(nats, 0.0) / _LN2)  # a = 1 costs 0, which rounding may make -1e-16
+
+
+def _categorical(counts: np.ndarray):
+    return constriction.stream.model.Categorical(counts.astype(np.float64), perfect=False)
+
+
+def coded_bits(symbols: Any, alphabet: int) -> tuple[int, bytes]:
+    """Encode the symbols with an ANS coder and their empirical distribution.
+
+    The model is a constriction ``Categorical`` over the symbols that occur, with their
+    counts as probabilities (quantized to 24 bits; ``perfect=False``). The decoder needs
+    the counts, which are not in the payload nor in its length. Above :func:`entropy_bits`
+    this costs at most 64 bits (initial state, last word) plus the quantization loss.
+
+    Parameters
+    ----------
+    symbols, alphabet
+        As :func:`entropy_bits`; `alphabet` at most 2**24 - 1.
+
+    Returns
+    -------
+    (int, bytes)
+        ``8 * len(payload)``, and the payload: constriction's 32-bit words, little-endian.
+        Fewer than two distinct symbols take 0 bits.
+
+    Raises
+    ------
+    ValueError
+        As :func:`entropy_bits`, or for too large an alphabet.
+
+    Examples
+    --------
+    >>> bits, payload = coded_bits([0, 2, 2, 1, 2, 2], 3)
+    >>> decode_coded(payload, [1, 1, 4])
+    array([0, 2, 2, 1, 2, 2])
+    """
+    s, _ = _symbols(symbols, alphabet)
+    if alphabet >= 1 << 24:  # constriction gives every symbol >= 2^-24 of probability
+        raise ValueError(f"coded_bits supports alphabets below 2**24, got {alphabet}")
+    counts = np.bincount(s, minlength=alphabet)
+    present = np.flatnonzero(counts)
+    if present.size < 2:
+        return 0, b""
+    rank = np.zeros(alphabet, dtype=np.int32)
+    rank[present] = np.arange(present.size, dtype=np.int32)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(rank[s], _categorical(counts[present]))
+    payload = coder.get_compressed().astype("<u4").tobytes()
+    return 8 * len(payload), payload
+
+
+def decode_coded(payload: bytes, counts: Any) -> np.ndarray:
+    """Invert :func:`coded_bits` given all `alphabet` counts (``np.bincount``).
+
+    Raises ValueError for bad counts or a payload that does not decode to exactly them.
+    """
+    c = check_real(counts, "counts")
+    if c.ndim != 1 or c.dtype.kind not in "iu" or (c.size and c.min() < 0):
+        raise ValueError(f"counts must be a 1-D array of integers >= 0, got {c.dtype} {c.shape}")
+    present = np.flatnonzero(c)
+    if len(payload) % 4 or (present.size < 2 and payload):
+        raise ValueError(f"corrupt payload of {len(payload)} bytes for these counts")
+    if present.size < 2:
+        return np.repeat(present, c[present]).astype(np.int64)
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
+    out = present[coder.decode(_categorical(c[present]), int(c.sum()))]
+    if not coder.is_empty() or not np.array_equal(np.bincount(out, minlength=c.size), c):
+        raise ValueError("corrupt payload: it does not decode to exactly the given counts")
+    return out.astype(np.int64)
+
+
+# --- uniform quantization -----------------------------------------------------------
+
+
+def quantize_uniform(w: Any, q: int) -> tuple[np.ndarray, float]:
+    """Symmetric per-tensor uniform quantization to ``2^q - 1`` levels (the paper's QAT).
+
+    ``scale = max|w| / (2^(q-1) - 1)`` rounded up to a float32 (it is stored in 32 bits),
+    ``ints = round(w / scale)`` (half to even, in float64), clipped to
+    ``±(2^(q-1) - 1)``. All-zero weights give scale 0.
+
+    Parameters
+    ----------
+    w : array_like or torch.Tensor
+        Real weights, any shape, not empty.
+    q : int
+        Bits per weight, 2 to 32.
+
+    Returns
+    -------
+    (numpy.ndarray, float)
+        int32 levels of the shape of `w`, and the scale.
+
+    Raises
+    ------
+    ValueError
+        For a bad `q`, empty weights, NaN/Inf or a scale beyond float32.
+
+    Examples
+    --------
+    >>> quantize_uniform([-1.0, 0.2, 0.6], 3)
+    (array([-3,  1,  2], dtype=int32), 0.3333333432674408)
+    """
+    q = _integer(q, 2, 32, "q")
+    arr = check_real(w, "weights").astype(np.float64)
+    if arr.size == 0:
+        raise ValueError("weights are empty: nothing to quantize")
+    levels = 2 ** (q - 1) - 1
+    exact = float(np.abs(arr).max()) / levels
+    scale = np.float32(exact)
+    if float(scale) < exact:  # rounded up, max|w| / scale <= levels: nothing is clipped
+        scale = np.nextafter(scale, np.float32(np.inf))
+    if not np.isfinite(scale):
+        raise ValueError(f"weights too large for a float32 scale: max |w| = {exact * levels:g}")
+    if scale == 0:
+        return np.zeros(arr.shape, dtype=np.int32), 0.0
+    ints = np.clip(np.rint(arr / float(scale)), -levels, levels)
+    return ints.astype(np.int32), float(scale)
+
+
+def dequantize_uniform(ints: Any, scale: float) -> np.ndarray:
+    """``ints * scale`` as float32 (the product in float64, then rounded once).
+
+    >>> dequantize_uniform([-2, 0, 1], 0.5)
+    array([-1. ,  0. ,  0.5], dtype=float32)
+    """
+    i = to_numpy(ints)
+    if i.dtype.kind not in "iu" and i.size:
+        raise TypeError(f"ints must be integers, got dtype {i.dtype}")
+    return (i.astype(np.float64) * float(scale)).astype(np.float32)
+
+
+#: Codes for quantized weights: ``(levels shifted to [0, 2^q - 1), q) -> bits``.
+QUANTIZED_CODES: dict[str, Callable[[np.ndarray, int], float]] = {
+    "fixed": lambda s, q: float(s.size * q),
+    "entropy": lambda s, q: entropy_bits(s),
+    "two_part": lambda s, q: two_part_bits(s, 2**q - 1),
+}
+
+
+def quantized_bits(w: Any, q: int, code: str = "fixed") -> float:
+    """Bits of the weights quantized by :func:`quantize_uniform`: 32 (the scale) + a code
+    of the levels: q bits each (``"fixed"``), :func:`entropy_bits` (``"entropy"``, the
+    distribution free) or :func:`two_part_bits` (``"two_part"``).
+
+    >>> quantized_bits(np.ones(10), 8), quantized_bits(np.ones(10), 8, "entropy")
+    (112.0, 32.0)
+    """
+    fn = _lookup(QUANTIZED_CODES, code, "code")
+    ints, _ = quantize_uniform(w, q)
+    return fn(ints.reshape(-1).astype(np.int64) + 2 ** (q - 1) - 1, q) + 32.0

@@ -1,0 +1,128 @@
+"""Figures of reports: bits per parameter per tensor and estimator; init vs trained.
+
+matplotlib is imported when a figure is drawn, never at ``import kcomplex``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .analysis import Comparison, Report
+
+__all__ = ["plot_report", "plot_comparison"]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "plots need matplotlib: pip install 'kcomplex[plot]'"
+        ) from None
+    return plt
+
+
+def _finish(fig, path: str | os.PathLike | None):
+    if path is not None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp" + path.suffix)
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    return fig
+
+
+def _bars(ax, labels: list[str], series: dict[str, np.ndarray], ylabel: str) -> None:
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(labels))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.axhline(32, color="grey", lw=0.8, ls="--")
+    ax.annotate("raw float32", (x[-1] + 0.4, 32), fontsize=7, color="grey", va="bottom",
+                ha="right")
+    ax.legend(fontsize=8)
+
+
+def plot_report(report: Report, path: str | os.PathLike | None = None, ax: Any = None):
+    """Bar chart of bits per parameter, one group per tensor, one bar per estimator.
+
+    Parameters
+    ----------
+    report : Report
+        From :func:`kcomplex.analyze`.
+    path : path, optional
+        Save the figure there (atomically; format from the suffix).
+    ax : matplotlib Axes, optional
+        Draw into it instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(report.table) + 3), 4))
+    else:
+        fig = ax.figure
+    table = report.table
+    series = {e: table[f"{e}_bpp"].to_numpy(float) for e in report.estimators}
+    _bars(ax, list(table["tensor"]), series, "bits per parameter")
+    ax.set_title("Complexity per tensor")
+    return _finish(fig, path)
+
+
+def plot_comparison(cmp: Comparison, path: str | os.PathLike | None = None, ax: Any = None):
+    """Bits of the two weight sets side by side per estimator, for the whole vector, and
+    the ratio b/a per tensor.
+
+    Parameters
+    ----------
+    cmp : Comparison
+        From :func:`kcomplex.compare`.
+    path : path, optional
+        Save the figure there.
+    ax : sequence of two matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    else:
+        fig = ax[0].figure
+    table = cmp.table
+    total = table[table["tensor"] == "(all)"]
+    x = np.arange(len(total))
+    ax[0].bar(x - 0.2, total["bits_a"], 0.4, label="a (init)")
+    ax[0].bar(x + 0.2, total["bits_b"], 0.4, label="b (trained)")
+    ax[0].set_xticks(x, list(total["estimator"]))
+    ax[0].set_ylabel("bits, whole weight vector")
+    ax[0].legend(fontsize=8)
+    per = table[table["tensor"] != "(all)"]
+    tensors = list(dict.fromkeys(per["tensor"]))
+    series = {
+        e: per[per["estimator"] == e].set_index("tensor").loc[tensors, "ratio"].to_numpy(float)
+        for e in dict.fromkeys(per["estimator"])
+    }
+    width = 0.8 / max(1, len(series))
+    xs = np.arange(len(tensors))
+    for i, (name, values) in enumerate(series.items()):
+        ax[1].bar(xs + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+    ax[1].axhline(1, color="grey", lw=0.8, ls="--")
+    ax[1].set_xticks(xs, tensors, rotation=45, ha="right", fontsize=8)
+    ax[1].set_ylabel("ratio b / a")
+    ax[1].legend(fontsize=8)
+    fig.suptitle("Init vs trained")
+    return _finish(fig, path)

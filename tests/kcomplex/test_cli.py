@@ -1,0 +1,67 @@
+"""The kcomplex command line: output, files written, exit codes, help."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kcomplex.cli import main
+
+
+@pytest.fixture
+def npz(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "init.npz"
+    np.savez(path, w=rng.normal(size=(40, 30)).astype(np.float32),
+             b=rng.normal(size=30).astype(np.float32))
+    trained = tmp_path / "trained.npz"
+    np.savez(trained, w=np.round(rng.normal(size=(40, 30)), 1).astype(np.float32),
+             b=np.zeros(30, np.float32))
+    return path, trained
+
+
+def test_analyze_prints_and_writes(npz, tmp_path, capsys):
+    init, _ = npz
+    out = tmp_path / "out"
+    rc = main(["analyze", str(init), "-e", "bdm", "gzip", "--json", f"{out}.json",
+               "--csv", f"{out}.csv", "--plot", f"{out}.png", "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "(all)" in text and "gzip_bits" in text
+    assert json.loads((tmp_path / "out.json").read_text())["meta"]["estimators"] == ["bdm", "gzip"]
+    assert (tmp_path / "out.csv").read_text().startswith("tensor,shape,numel,raw_bits")
+    assert (tmp_path / "out.png").stat().st_size > 1000
+
+
+def test_several_paths_get_their_own_files(npz, tmp_path):
+    init, trained = npz
+    assert main(["analyze", str(init), str(trained), "--csv", str(tmp_path / "r.csv"),
+                 "--no-progress"]) == 0
+    assert (tmp_path / "r-init.csv").exists() and (tmp_path / "r-trained.csv").exists()
+
+
+def test_compare_prints_ratios(npz, capsys):
+    init, trained = npz
+    assert main(["compare", str(init), str(trained), "-e", "paper", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "ratio" in text and "lzma" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["analyze", "missing.npz"], "missing.npz"),
+    (["analyze", "{path}", "-e", "nope"], "unknown estimator"),
+])
+def test_bad_input_one_line_and_nonzero(npz, capsys, argv, message):
+    argv = [a.replace("{path}", str(npz[0])) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kcomplex: error:") and message in err[0]
+
+
+def test_help_explains_estimators():
+    out = subprocess.run([sys.executable, "-m", "kcomplex", "analyze", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for name in ("bdm", "gzip", "bz2", "lzma", "zstd", "entropy", "paper"):
+        assert name in out

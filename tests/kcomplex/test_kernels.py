@@ -1,0 +1,285 @@
+"""The numba kernels of kcomplex._kernels against plain Python, called directly.
+
+Inputs are small: the whole file also runs with the JIT off (``test_kernels_without_jit``),
+where every kernel is plain Python.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import naive
+import numpy as np
+import pytest
+
+from kcomplex import _kernels as k
+from kcomplex.ctm import load_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_counts(keys):
+    """Keys in order of first appearance, with counts."""
+    counts: dict[int, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return list(counts), list(counts.values())
+
+
+def windows_1d(x, start, stop, size, step, n_symbols):
+    return [
+        naive.encode(tuple(int(v) for v in x[s : s + size]), n_symbols)
+        for s in range(start, stop - size + 1, step)
+    ]
+
+
+def windows_2d(x, r0, c0, height, width, size, step, n_symbols):
+    return [
+        naive.encode(tuple(int(v) for v in x[r : r + size, c : c + size].flat), n_symbols)
+        for r in range(r0, r0 + height - size + 1, step)
+        for c in range(c0, c0 + width - size + 1, step)
+    ]
+
+
+# The hash-counter state is private to the kernels; only these two helpers know its
+# layout: ``(slots, order, n)``, slots[h] = (key, count, id), order[id] = key.
+
+
+def capacity(state) -> int:
+    return state[0].shape[0]
+
+
+def state_result(state):
+    """(keys in order of first appearance, their counts) of a hash-counter state."""
+    slots, order, n = state
+    return order[:n].tolist(), k.table_counts(slots, n).tolist()
+
+
+# -- hash counting ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("expected", "cap"), [(0, 16), (1, 16), (8, 16), (9, 32), (1000, 2048)])
+def test_new_table(expected, cap):
+    state = k.new_table(expected)
+    assert capacity(state) == cap
+    assert state_result(state) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("n_symbols", "size", "step", "start", "stop"),
+    [
+        (2, 3, 3, 0, 300),
+        (2, 5, 1, 7, 290),
+        (4, 4, 2, 1, 300),
+        (9, 3, 1, 0, 300),
+        (5, 12, 5, 3, 299),
+    ],
+)
+def test_count_1d_matches_python(n_symbols, size, step, start, stop):
+    x = np.random.default_rng(size).integers(0, n_symbols, 300).astype(np.uint8)
+    bits = naive.bits_per_symbol(n_symbols)
+    state = k.count_1d(x, start, stop, size, step, bits, *k.new_table(1))
+    assert state_result(state) == python_counts(windows_1d(x, start, stop, size, step, n_symbols))
+
+
+def test_count_grows_past_initial_capacity():
+    """Starting at capacity 16, hundreds of distinct keys force several doublings."""
+    x = np.random.default_rng(0).integers(0, 9, 400).astype(np.uint8)
+    state = k.count_1d(x, 0, x.size, 6, 1, 4, *k.new_table(1))
+    keys, counts = python_counts(windows_1d(x, 0, x.size, 6, 1, 9))
+    assert len(keys) > 300
+    assert capacity(state) >= 2 * len(keys) > 16
+    assert state_result(state) == (keys, counts)
+    # Counting continues in a grown state, in order.
+    state = k.count_1d(x[::-1].copy(), 0, x.size, 6, 1, 4, *state)
+    keys, counts = python_counts(
+        windows_1d(x, 0, x.size, 6, 1, 9) + windows_1d(x[::-1], 0, x.size, 6, 1, 9)
+    )
+    assert state_result(state) == (keys, counts)
+
+
+def test_count_empty_range():
+    x = np.zeros(5, dtype=np.uint8)
+    assert state_result(k.count_1d(x, 0, 5, 6, 1, 1, *k.new_table(1))) == ([], [])
+    assert state_result(k.count_1d(x, 3, 3, 1, 1, 1, *k.new_table(1))) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("n_symbols", "size", "step", "rect"),
+    [(2, 2, 2, (0, 0, 17, 13)), (2, 3, 1, (2, 1, 15, 12)), (4, 2, 3, (1, 3, 16, 10))],
+)
+def test_count_2d_matches_python(n_symbols, size, step, rect):
+    x = np.random.default_rng(size).integers(0, n_symbols, (18, 14)).astype(np.uint8)
+    bits = naive.bits_per_symbol(n_symbols)
+    state = k.count_2d(x, *rect, size, step, bits, *k.new_table(1))
+    assert state_result(state) == python_counts(windows_2d(x, *rect, size, step, n_symbols))
+
+
+def test_merge_counts():
+    keys = np.array([5, 3, 5, 99, 3, 7] * 10, dtype=np.int64)
+    counts = np.arange(1, keys.size + 1, dtype=np.int64)
+    state = k.merge_counts(keys, counts, *k.new_table(1))
+    expected: dict[int, int] = {}
+    for key, c in zip(keys.tolist(), counts.tolist()):
+        expected[key] = expected.get(key, 0) + c
+    assert state_result(state) == (list(expected), list(expected.values()))
+    many = np.arange(100, dtype=np.int64) * 7919  # growth while merging
+    state = k.merge_counts(many, np.ones(100, dtype=np.int64), *state)
+    for key in many.tolist():
+        expected[key] = expected.get(key, 0) + 1
+    assert state_result(state) == (list(expected), list(expected.values()))
+
+
+# -- dense counting -----------------------------------------------------------------------
+
+
+def dense_result(counts, first):
+    keys = np.flatnonzero(counts)
+    keys = keys[np.argsort(first[keys], kind="stable")]
+    return keys.tolist(), counts[keys].tolist()
+
+
+def test_dense_1d_matches_python():
+    x = np.random.default_rng(1).integers(0, 2, 200).astype(np.uint8)
+    counts = np.zeros(1 << 4, dtype=np.int64)
+    first = np.zeros(1 << 4, dtype=np.int64)
+    seq = k.dense_1d(x, 0, 200, 4, 1, 1, counts, first, 0)
+    assert seq == 197
+    seq = k.dense_1d(x, 3, 100, 4, 4, 1, counts, first, seq)  # carries on in order
+    expected = windows_1d(x, 0, 200, 4, 1, 2) + windows_1d(x, 3, 100, 4, 4, 2)
+    assert seq == len(expected)
+    assert dense_result(counts, first) == python_counts(expected)
+
+
+def test_dense_2d_matches_python():
+    x = np.random.default_rng(2).integers(0, 2, (20, 15)).astype(np.uint8)
+    counts = np.zeros(1 << 9, dtype=np.int64)
+    first = np.zeros(1 << 9, dtype=np.int64)
+    seq = k.dense_2d(x, 1, 2, 19, 13, 3, 2, 1, counts, first, 0)
+    expected = windows_2d(x, 1, 2, 19, 13, 3, 2, 2)
+    assert seq == len(expected)
+    assert dense_result(counts, first) == python_counts(expected)
+
+
+# -- canonical keys -----------------------------------------------------------------------
+
+
+def restricted_growth_strings(length: int, n_labels: int):
+    """All canonical keys of a length, in lexicographic order."""
+    out = []
+
+    def extend(prefix, m):
+        if len(prefix) == length:
+            out.append(prefix)
+            return
+        for d in range(min(m + 1, n_labels)):
+            extend(prefix + [d], max(m, d + 1))
+
+    extend([0], 1)
+    return out
+
+
+def stirling2(n, j):
+    """Partitions of n items into j non-empty sets."""
+    terms = ((-1) ** i * math.comb(j, i) * (j - i) ** n for i in range(j + 1))
+    return sum(terms) // math.factorial(j)
+
+
+@pytest.mark.parametrize("length", range(1, 9))
+def test_rank_canonical_is_a_bijection(length):
+    for n_symbols in (2, 4, 5, 6, 9):
+        n_labels = min(n_symbols, length)
+        rgs = restricted_growth_strings(length, n_labels)
+        f = k.rgs_completions(length, n_labels)
+        assert int(f[1, 1]) == len(rgs) == sum(stirling2(length, j) for j in range(1, n_labels + 1))
+        ranks = k.rank_canonical(np.array(rgs, dtype=np.uint8), f)
+        assert ranks.tolist() == list(range(len(rgs)))
+
+
+@pytest.mark.parametrize(("ndim", "n_symbols"), [(1, 2), (2, 2), (1, 9)])
+def test_rgs_completions_match_table_sizes(ndim, n_symbols):
+    """The dense CTM arrays have one slot per canonical key: f[1, 1] of them."""
+    table = load_table(ndim, n_symbols)
+    for size in table.sizes:
+        length = size**ndim
+        f = k.rgs_completions(length, min(n_symbols, length))
+        assert table.values[size].size == f[1, 1]
+
+
+@pytest.mark.parametrize(("n_symbols", "length"), [(2, 6), (4, 5), (5, 6), (9, 5), (6, 3)])
+def test_ctm_of_keys_matches_python(n_symbols, length):
+    rng = np.random.default_rng(length * n_symbols)
+    n_labels = min(n_symbols, length)
+    rank = {
+        "".join(map(str, s)): i for i, s in enumerate(restricted_growth_strings(length, n_labels))
+    }
+    values = rng.random(len(rank)) * 30
+    values[rng.random(len(rank)) < 0.3] = np.nan  # absent from the table
+    missing = 99.5
+    raws = [tuple(r) for r in rng.integers(0, n_symbols, (300, length)).tolist()]
+    raws.append((n_symbols - 1,) * length)  # all bits of the largest symbol set
+    raws.append(tuple((n_symbols - 1 - i) % n_symbols for i in range(length)))
+    keys = np.array([naive.encode(r, n_symbols) for r in raws], dtype=np.int64)
+    f = k.rgs_completions(length, n_labels)
+    got = k.ctm_of_keys(keys, length, naive.bits_per_symbol(n_symbols), f, values, missing)
+    expected = []
+    for raw in raws:
+        v = values[rank[naive.canonical(raw)]]
+        expected.append(missing if np.isnan(v) else v)
+    assert got.tolist() == expected
+
+
+# -- sums ---------------------------------------------------------------------------------
+
+
+def test_bdm_sum_and_ent_sum():
+    rng = np.random.default_rng(3)
+    ctm = rng.random(50) * 40
+    counts = rng.integers(1, 20, 50)
+    total = 0.0
+    for v, c in zip(ctm.tolist(), counts.tolist()):
+        total += v + math.log2(c)
+    assert k.bdm_sum(ctm, counts) == total  # same order, same bits
+    p = counts / counts.sum()
+    assert k.ent_sum(counts) == pytest.approx(float(-(p * np.log2(p)).sum()), abs=1e-12)
+    assert k.ent_sum(np.array([7], dtype=np.int64)) == 0.0
+    assert k.ent_sum(np.array([3, 3, 3, 3], dtype=np.int64)) == pytest.approx(2.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6, 7, 13, 40])
+def test_sorted_prefix_bdm(n):
+    """The cyclic sequence ``values[t]`` repeated ``mult[t]`` times, drawn ``n`` times."""
+    values = np.array([9.0, 7.5, 7.5, 3.0])
+    mult = np.array([2, 1, 3, 1], dtype=np.int64)
+    sequence = [v for v, m in zip(values.tolist(), mult.tolist()) for _ in range(m)]
+    drawn = [0] * len(sequence)
+    for i in range(n):
+        drawn[i % len(sequence)] += 1
+    expected = 1.25 + sum(v + math.log2(c) for v, c in zip(sequence, drawn) if c)
+    assert k.sorted_prefix_bdm(values, mult, n, 1.25) == pytest.approx(expected, abs=1e-12)
+
+
+# -- the same tests with the JIT off -------------------------------------------------------
+
+
+def test_kernels_without_jit():
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    cmd = [
+        sys.executable, "-m", "pytest", str(Path(__file__).relative_to(ROOT)),
+        "-q", "-p", "no:cacheprovider", "-k", "not without_jit",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    assert " passed" in proc.stdout
+
+
+def test_jit_state_matches_environment():
+    """Guards the run above: with NUMBA_DISABLE_JIT=1 the kernels are plain functions."""
+    jit_off = os.environ.get("NUMBA_DISABLE_JIT") == "1"
+    for kernel in (k.count_1d, k.count_2d, k.dense_1d, k.ctm_of_keys, k.rank_canonical):
+        assert isinstance(kernel, types.FunctionType) == jit_off
