@@ -292,3 +292,14 @@ def sorted_runs(a):
             runs += 1
             start = i
     return runs, total
+
+
+@njit(cache=True)
+def gather_bucket(u, mask, bucket, out, pos):
+    """Copy the elements of ``u`` with ``u & mask == bucket`` to ``out[pos:]``; returns
+    the next free position."""
+    for i in range(u.size):
+        if u[i] & mask == bucket:
+            out[pos] = u[i]
+            pos += 1
+    return pos

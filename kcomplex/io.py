@@ -79,10 +79,12 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 _DDP_PREFIX = "module."
 _MAX_LISTED = 5
 
-# Safetensors dtypes that the "numpy" framework of safe_open can return.
-_ST_NUMPY = frozenset(
-    ["BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32", "F64", "C64"]
-)
+# Safetensors dtypes that numpy reads directly (the format is little-endian).
+_ST_NUMPY = {
+    "BOOL": "?", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "U32": "<u4",
+    "I32": "<i4", "U64": "<u8", "I64": "<i8", "F16": "<f2", "F32": "<f4", "F64": "<f8",
+    "C64": "<c8",
+}
 
 # The error raised for a rejected pickle ends with a line naming what was refused.
 _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
@@ -563,13 +565,30 @@ def _safetensors_reader(
 
         with _reading(reader.path, ".safetensors", (SafetensorError,)):
             if code in _ST_NUMPY:
-                return _finish(reader.handle("numpy").get_tensor(name), shared=False)
+                return _read_raw(reader.handle("raw"), reader.path, name, code, shape, start, end)
             if code == "BF16":
                 return _read_bfloat16(reader.handle("raw"), reader.path, name, shape, start, end)
             _import_torch(f"reading tensor {name!r} of dtype {code} from {reader.path}")
             return _tensor_to_numpy(reader.handle("pt").get_tensor(name), name, owned=True)
 
     return read
+
+
+def _read_raw(
+    fh: Any, path: Path, name: str, code: str, shape: tuple[int, ...], start: int, end: int
+) -> np.ndarray:
+    # Read into a fresh array rather than through safe_open's memory map: the mapped
+    # pages would count once more in the resident memory of a checkpoint-sized read.
+    dtype = np.dtype(_ST_NUMPY[code])
+    arr = np.empty(shape, dtype=dtype)
+    if arr.nbytes != end - start:
+        raise WeightsFormatError(
+            f"{path}: tensor {name!r} holds {end - start} bytes for shape {shape} of {code}"
+        )
+    fh.seek(start)
+    if fh.readinto(memoryview(arr.reshape(-1).view(np.uint8))) != arr.nbytes:
+        raise WeightsFormatError(f"{path}: tensor {name!r} is truncated")
+    return _finish(arr, shared=False)
 
 
 def _read_bfloat16(

@@ -443,7 +443,13 @@ def test_safetensors_iteration_reads_one_tensor_per_step(tmp_path, monkeypatch):
     path = tmp_path / "w.safetensors"
     save_numpy_safetensors(state, path)
     log: list[str] = []
-    monkeypatch.setattr(safetensors, "safe_open", _Spy(log))
+    real = kio._read_raw
+
+    def spy(fh, path, name, *args):
+        log.append(name)
+        return real(fh, path, name, *args)
+
+    monkeypatch.setattr(kio, "_read_raw", spy)
     it = iter_weights(path)
     assert log == []
     name, w = next(it)
