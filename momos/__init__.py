@@ -1,0 +1,1 @@
+"""MoMos: the Mosaic-of-Motifs parameterization (see docs and ../shared/MOMOS.md)."""
