@@ -4,7 +4,8 @@ Blocks are encoded as integers of ``bits`` bits per symbol read row-major with t
 symbol most significant (at most 4 x 16 bits), so decoding needs shifts, not divisions.
 Distinct blocks are counted in order of first appearance, the order in which pybdm's
 ``Counter`` adds them, so sums match pybdm to the last bit: in a direct-address table
-where the key space is small, else in an open-addressing hash table.
+where the key space is small, else in cache-sized hash tables over partitions of the
+keys; counts of pieces are merged in an open-addressing hash table.
 
 Inputs are validated by the callers in ``bdm.py``: these kernels assume ``uint8``
 symbols below ``2**bits``, C-contiguous arrays and in-range geometry. Every kernel also runs
@@ -14,7 +15,7 @@ as plain Python under ``NUMBA_DISABLE_JIT=1`` (the test suite does that).
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _EMPTY = -1
 _MIX = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64: Fibonacci hashing
@@ -87,43 +88,91 @@ def table_counts(slots, n):
 
 
 @njit(cache=True)
-def count_1d(x, start, stop, size, step, bits, slots, order, n):
-    """Count the windows ``x[s:s+size]`` for ``s = start, start+step, ...``, ``s+size <= stop``."""
+def block_keys_1d(x, start, stop, size, step, bits):
+    """Keys of the windows ``x[s:s+size]`` for ``s = start, start+step, ...``, ``s+size <= stop``."""
+    n = max(0, (stop - start - size) // step + 1)
+    keys = np.empty(n, dtype=np.int64)
     s = start
-    while s + size <= stop:
-        if 2 * (n + 1) > slots.shape[0]:
-            slots, order = _grow(slots, order, n)
+    for t in range(n):
         key = 0
         for j in range(s, s + size):
             key = (key << bits) | int(x[j])
-        n = _insert(key, 1, slots, order, n)
+        keys[t] = key
         s += step
-    return slots, order, n
+    return keys
 
 
 @njit(cache=True)
-def count_2d(x, r0, c0, height, width, size, step, bits, slots, order, n):
-    """Count the ``size x size`` windows of ``x[r0:r0+height, c0:c0+width]``, row-major,
-    with top-left corners on a grid of pitch ``step``."""
-    r = r0
-    while r + size <= r0 + height:
-        c = c0
-        while c + size <= c0 + width:
-            if 2 * (n + 1) > slots.shape[0]:
-                slots, order = _grow(slots, order, n)
-            key = 0
-            for i in range(r, r + size):
-                for j in range(c, c + size):
-                    key = (key << bits) | int(x[i, j])
-            n = _insert(key, 1, slots, order, n)
-            c += step
-        r += step
-    return slots, order, n
+def count_keys(keys, key_bits):
+    """Distinct keys in order of first appearance, with their counts.
+
+    One stable scatter of the keys into 4,096 partitions by their top bits, then a hash
+    table per partition small enough to stay in cache: a single table for a million
+    distinct keys would miss the cache on every insert.
+    """
+    n = keys.size
+    part_bits = min(12, key_bits)
+    shift = key_bits - part_bits
+    n_parts = 1 << part_bits
+    start = np.zeros(n_parts + 1, dtype=np.int64)
+    for i in range(n):
+        start[(keys[i] >> shift) + 1] += 1
+    for p in range(n_parts):
+        start[p + 1] += start[p]
+    part_keys = np.empty(n, dtype=np.int64)
+    part_pos = np.empty(n, dtype=np.int64)
+    fill = start[:n_parts].copy()
+    for i in range(n):
+        p = keys[i] >> shift
+        part_keys[fill[p]] = keys[i]
+        part_pos[fill[p]] = i
+        fill[p] += 1
+    distinct_at = np.full(n, -1, dtype=np.int64)  # position of a first appearance -> id
+    d_keys = np.empty(n, dtype=np.int64)
+    d_counts = np.empty(n, dtype=np.int64)
+    n_distinct = 0
+    slot_keys = np.empty(16, dtype=np.int64)
+    slot_ids = np.empty(16, dtype=np.int64)
+    for p in range(n_parts):
+        lo, hi = start[p], start[p + 1]
+        cap = 16
+        while cap < 2 * (hi - lo):
+            cap *= 2
+        if cap > slot_keys.size:
+            slot_keys = np.empty(cap, dtype=np.int64)
+            slot_ids = np.empty(cap, dtype=np.int64)
+        for h in range(cap):
+            slot_keys[h] = _EMPTY
+        mask = cap - 1
+        for j in range(lo, hi):  # positions ascend within a partition: the scatter is stable
+            key = part_keys[j]
+            h = _slot(key, mask)
+            while slot_keys[h] != _EMPTY and slot_keys[h] != key:
+                h = (h + 1) & mask
+            if slot_keys[h] == key:
+                d_counts[slot_ids[h]] += 1
+            else:
+                slot_keys[h] = key
+                slot_ids[h] = n_distinct
+                d_keys[n_distinct] = key
+                d_counts[n_distinct] = 1
+                distinct_at[part_pos[j]] = n_distinct
+                n_distinct += 1
+    out_keys = np.empty(n_distinct, dtype=np.int64)
+    out_counts = np.empty(n_distinct, dtype=np.int64)
+    t = 0
+    for i in range(n):
+        d = distinct_at[i]
+        if d >= 0:
+            out_keys[t] = d_keys[d]
+            out_counts[t] = d_counts[d]
+            t += 1
+    return out_keys, out_counts
 
 
 @njit(cache=True)
 def dense_1d(x, start, stop, size, step, bits, counts, first, seq):
-    """Like :func:`count_1d` into a direct-address table: ``counts[key]``, and in
+    """Count the windows of :func:`block_keys_1d` in a direct-address table: ``counts[key]``, and in
     ``first[key]`` the sequence number of the key's first block. Returns the next one."""
     s = start
     while s + size <= stop:
@@ -140,7 +189,8 @@ def dense_1d(x, start, stop, size, step, bits, counts, first, seq):
 
 @njit(cache=True)
 def dense_2d(x, r0, c0, height, width, size, step, bits, counts, first, seq):
-    """Like :func:`count_2d` into a direct-address table (see :func:`dense_1d`)."""
+    """Count the ``size x size`` windows of ``x[r0:r0+height, c0:c0+width]``, row-major,
+    with top-left corners on a grid of pitch ``step``, as :func:`dense_1d` does."""
     r = r0
     while r + size <= r0 + height:
         c = c0
@@ -199,33 +249,36 @@ def rank_canonical(digits, f):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def ctm_of_keys(keys, length, bits, f, values, missing):
     """CTM value of each raw block key: relabel its symbols in order of first appearance
     (``40524 -> 01230``), rank that canonical key, read the dense table (NaN: absent).
-    Parallel over keys: with many distinct blocks the table reads are what costs."""
+
+    Branch-free: which symbols are new is random, and mispredicted branches cost more
+    than the table reads here."""
     out = np.empty(keys.size, dtype=np.float64)
+    ranks = np.empty(keys.size, dtype=np.int64)
+    label = np.empty(1 << bits, dtype=np.int64)
     mask = (1 << bits) - 1
-    n_chunks = 64
-    for chunk in prange(n_chunks):
-        label = np.empty(1 << bits, dtype=np.int64)
-        for t in range(chunk * keys.size // n_chunks, (chunk + 1) * keys.size // n_chunks):
-            key = keys[t]
-            label[:] = -1
-            m = 0
-            r = 0
-            for i in range(length):
-                sym = (key >> (bits * (length - 1 - i))) & mask
-                d = label[sym]
-                if d < 0:
-                    d = m
-                    label[sym] = m
-                if i > 0:
-                    r += d * f[i + 1, m]
-                if d == m:
-                    m += 1
-            v = values[r]
-            out[t] = missing if np.isnan(v) else v
+    for t in range(keys.size):
+        key = keys[t]
+        for q in range(label.size):  # a loop: a slice assignment costs a view per key
+            label[q] = -1
+        m = 0
+        r = 0
+        for i in range(length):
+            sym = (key >> (bits * (length - 1 - i))) & mask
+            old = label[sym]
+            new = old < 0
+            d = m if new else old
+            label[sym] = d
+            r += d * f[i + 1, m]  # d = 0 at i = 0, so f[1, 0] never counts
+            m += new
+        ranks[t] = r
+    # The table reads in a loop of their own: they overlap there, not inside the above.
+    for t in range(keys.size):
+        v = values[ranks[t]]
+        out[t] = v if v == v else missing
     return out
 
 

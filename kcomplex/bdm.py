@@ -97,8 +97,10 @@ class BlockCounts:
 
 
 # Key spaces up to this many bits are counted in direct-address arrays (binary 1-D and
-# 2-D blocks: 4,096 and 65,536 keys), larger ones in a hash table.
+# 2-D blocks: 4,096 and 65,536 keys; the 2-D table is binary, so 2-D is always dense);
+# larger ones by partitioned hashing of the keys of up to _CHUNK blocks at a time.
 _DENSE_BITS = 20
+_CHUNK = 1 << 22
 
 
 class _Accumulator:
@@ -108,47 +110,56 @@ class _Accumulator:
         self.ndim, self.n_symbols = ndim, n_symbols
         self.bits = bits_per_symbol(n_symbols)
         self._dense: dict[int, list] = {}
-        self._hash: dict[int, tuple] = {}
+        self._sparse: dict[int, list] = {}  # size -> [single piece or None, hash state or None]
         self._order: list[int] = []
+
+    def _key_bits(self, size: int) -> int:
+        return self.bits * size**self.ndim
 
     def _is_dense(self, size: int) -> bool:
         if size not in self._order:
             self._order.append(size)
-            key_bits = self.bits * size**self.ndim
+            key_bits = self._key_bits(size)
             if key_bits <= _DENSE_BITS:
                 self._dense[size] = [
                     np.zeros(1 << key_bits, dtype=np.int64),
                     np.zeros(1 << key_bits, dtype=np.int64),
                     0,
                 ]
+            else:
+                self._sparse[size] = [None, None]
         return size in self._dense
 
-    def _hash_state(self, size: int, expected: int) -> tuple:
-        if size not in self._hash:
-            # Sized for the blocks ahead (bounded: memory stays O(distinct) for huge or
-            # memory-mapped input), so that one pass rarely has to grow the table.
-            key_space = 1 << min(self.bits * size**self.ndim, 62)
-            self._hash[size] = _k.new_table(min(expected, key_space, 1 << 22))
-        return self._hash[size]
+    def _add_piece(self, size: int, keys: np.ndarray, counts: np.ndarray) -> None:
+        """Counts of the next piece, merged in order (a hash table only from the second
+        piece on: one piece, the usual case, needs no merging)."""
+        entry = self._sparse[size]
+        if entry[0] is None and entry[1] is None:
+            entry[0] = (keys, counts)
+            return
+        if entry[1] is None:
+            first_keys, first_counts = entry[0]
+            entry[1] = _k.merge_counts(first_keys, first_counts, *_k.new_table(first_keys.size))
+            entry[0] = None
+        entry[1] = _k.merge_counts(keys, counts, *entry[1])
 
     def add_1d(self, x: np.ndarray, start: int, stop: int, size: int, step: int) -> None:
         if self._is_dense(size):
             d = self._dense[size]
             d[2] = _k.dense_1d(x, start, stop, size, step, self.bits, d[0], d[1], d[2])
-        else:
-            state = self._hash_state(size, max(1, (stop - start - size) // step + 1))
-            self._hash[size] = _k.count_1d(x, start, stop, size, step, self.bits, *state)
+            return
+        n_windows = max(0, (stop - start - size) // step + 1)
+        for first in range(0, n_windows, _CHUNK):
+            last = min(n_windows, first + _CHUNK)
+            lo = start + first * step
+            keys = _k.block_keys_1d(x, lo, lo + (last - first - 1) * step + size, size,
+                                    step, self.bits)
+            self._add_piece(size, *_k.count_keys(keys, self._key_bits(size)))
 
     def add_2d(self, x, r0: int, c0: int, height: int, width: int, size: int, step: int):
-        if self._is_dense(size):
-            d = self._dense[size]
-            d[2] = _k.dense_2d(x, r0, c0, height, width, size, step, self.bits, *d)
-        else:
-            expected = max(1, ((height - size) // step + 1) * ((width - size) // step + 1))
-            state = self._hash_state(size, expected)
-            self._hash[size] = _k.count_2d(
-                x, r0, c0, height, width, size, step, self.bits, *state
-            )
+        self._is_dense(size)
+        d = self._dense[size]
+        d[2] = _k.dense_2d(x, r0, c0, height, width, size, step, self.bits, *d)
 
     def add_counts(self, size: int, keys: np.ndarray, counts: np.ndarray) -> None:
         if self._is_dense(size):
@@ -158,8 +169,7 @@ class _Accumulator:
             d[2] += new.size
             d[0][keys] += counts
         else:
-            state = self._hash_state(size, keys.size)
-            self._hash[size] = _k.merge_counts(keys, counts, *state)
+            self._add_piece(size, keys, counts)
 
     def result(self) -> BlockCounts:
         groups = {}
@@ -170,8 +180,13 @@ class _Accumulator:
                 keys = keys[np.argsort(first[keys], kind="stable")]
                 groups[size] = (keys, counts[keys])
             else:
-                slots, order, n = self._hash[size]
-                groups[size] = (order[:n].copy(), _k.table_counts(slots, n))
+                piece, state = self._sparse[size]
+                if state is not None:
+                    slots, order, n = state
+                    piece = (order[:n].copy(), _k.table_counts(slots, n))
+                if piece is None:
+                    continue
+                groups[size] = piece
             if groups[size][0].size == 0:
                 del groups[size]
         return BlockCounts(ndim=self.ndim, n_symbols=self.n_symbols, groups=groups)

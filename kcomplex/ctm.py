@@ -90,8 +90,9 @@ class CTMTable:
     def lookup(self, size: int, keys: np.ndarray) -> np.ndarray:
         """CTM values of raw block keys of side ``size``; absent blocks score max + 1."""
         length = size**self.ndim
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
         return _k.ctm_of_keys(
-            np.ascontiguousarray(keys, dtype=np.int64),
+            keys,
             length,
             self.bits,
             _k.rgs_completions(length, min(self.n_symbols, length)),

@@ -80,44 +80,32 @@ def test_new_table(expected, cap):
         (5, 12, 5, 3, 299),
     ],
 )
-def test_count_1d_matches_python(n_symbols, size, step, start, stop):
+def test_block_keys_and_count_keys_match_python(n_symbols, size, step, start, stop):
     x = np.random.default_rng(size).integers(0, n_symbols, 300).astype(np.uint8)
     bits = naive.bits_per_symbol(n_symbols)
-    state = k.count_1d(x, start, stop, size, step, bits, *k.new_table(1))
-    assert state_result(state) == python_counts(windows_1d(x, start, stop, size, step, n_symbols))
+    keys = k.block_keys_1d(x, start, stop, size, step, bits)
+    expected = windows_1d(x, start, stop, size, step, n_symbols)
+    assert keys.tolist() == expected
+    got_keys, got_counts = k.count_keys(keys, bits * size)
+    assert (got_keys.tolist(), got_counts.tolist()) == python_counts(expected)
 
 
-def test_count_grows_past_initial_capacity():
-    """Starting at capacity 16, hundreds of distinct keys force several doublings."""
-    x = np.random.default_rng(0).integers(0, 9, 400).astype(np.uint8)
-    state = k.count_1d(x, 0, x.size, 6, 1, 4, *k.new_table(1))
-    keys, counts = python_counts(windows_1d(x, 0, x.size, 6, 1, 9))
-    assert len(keys) > 300
-    assert capacity(state) >= 2 * len(keys) > 16
-    assert state_result(state) == (keys, counts)
-    # Counting continues in a grown state, in order.
-    state = k.count_1d(x[::-1].copy(), 0, x.size, 6, 1, 4, *state)
-    keys, counts = python_counts(
-        windows_1d(x, 0, x.size, 6, 1, 9) + windows_1d(x[::-1], 0, x.size, 6, 1, 9)
-    )
-    assert state_result(state) == (keys, counts)
+@pytest.mark.parametrize("key_bits", [1, 5, 12, 13, 30, 48])
+def test_count_keys_partitions(key_bits):
+    """Keys spread over many partitions, skewed into one, and fewer bits than a
+    partition index: always the first-appearance order and the counts."""
+    rng = np.random.default_rng(key_bits)
+    spread = rng.integers(0, 1 << key_bits, 3000, dtype=np.int64)
+    skewed = np.where(rng.random(3000) < 0.9, 0, spread)
+    for keys in (spread, skewed, np.zeros(0, dtype=np.int64)):
+        got_keys, got_counts = k.count_keys(keys, key_bits)
+        assert (got_keys.tolist(), got_counts.tolist()) == python_counts(keys.tolist())
 
 
-def test_count_empty_range():
+def test_block_keys_empty_range():
     x = np.zeros(5, dtype=np.uint8)
-    assert state_result(k.count_1d(x, 0, 5, 6, 1, 1, *k.new_table(1))) == ([], [])
-    assert state_result(k.count_1d(x, 3, 3, 1, 1, 1, *k.new_table(1))) == ([], [])
-
-
-@pytest.mark.parametrize(
-    ("n_symbols", "size", "step", "rect"),
-    [(2, 2, 2, (0, 0, 17, 13)), (2, 3, 1, (2, 1, 15, 12)), (4, 2, 3, (1, 3, 16, 10))],
-)
-def test_count_2d_matches_python(n_symbols, size, step, rect):
-    x = np.random.default_rng(size).integers(0, n_symbols, (18, 14)).astype(np.uint8)
-    bits = naive.bits_per_symbol(n_symbols)
-    state = k.count_2d(x, *rect, size, step, bits, *k.new_table(1))
-    assert state_result(state) == python_counts(windows_2d(x, *rect, size, step, n_symbols))
+    assert k.block_keys_1d(x, 0, 5, 6, 1, 1).size == 0
+    assert k.block_keys_1d(x, 3, 3, 1, 1, 1).size == 0
 
 
 def test_merge_counts():
@@ -281,5 +269,5 @@ def test_kernels_without_jit():
 def test_jit_state_matches_environment():
     """Guards the run above: with NUMBA_DISABLE_JIT=1 the kernels are plain functions."""
     jit_off = os.environ.get("NUMBA_DISABLE_JIT") == "1"
-    for kernel in (k.count_1d, k.count_2d, k.dense_1d, k.ctm_of_keys, k.rank_canonical):
+    for kernel in (k.block_keys_1d, k.count_keys, k.dense_1d, k.ctm_of_keys, k.rank_canonical):
         assert isinstance(kernel, types.FunctionType) == jit_off
