@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _kernels as _k
 from .bdm import BDM
-from .compressors import compressed_bits, compressed_bits_chunks
+from .compressors import compressed_bits_chunks
 
 __all__ = ["Estimator", "ESTIMATORS", "PRESETS", "resolve_estimators"]
 
@@ -107,11 +107,17 @@ def _entropy_total(arrays: Sequence[np.ndarray]) -> float:
 
 def _codec(codec: str, level: int | None) -> Estimator:
     where = f"level {level}" if level is not None else "the paper's level"
+
+    def total(arrays: Sequence[np.ndarray]) -> float:
+        return float(compressed_bits_chunks(arrays, codec=codec, level=level))
+
+    # One tensor is streamed like the whole vector: zstd's one-shot and streamed frames
+    # may cut blocks differently, and a one-tensor model must read the same in both rows.
     return Estimator(
         name=codec,
         description=f"{codec} ({where}) of the float32 little-endian bytes: an upper bound",
-        tensor=lambda w: float(compressed_bits(w, codec=codec, level=level)),
-        total=lambda arrays: float(compressed_bits_chunks(arrays, codec=codec, level=level)),
+        tensor=lambda w: total([w]),
+        total=total,
     )
 
 
