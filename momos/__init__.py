@@ -1,1 +1,41 @@
-"""MoMos: the Mosaic-of-Motifs parameterization (see docs and ../shared/MOMOS.md)."""
+"""MoMos: the Mosaic-of-Motifs parameterization of neural networks.
+
+A model's weights are cut into blocks of ``s`` values and each block is replaced by the
+nearest of ``k`` shared motifs (Bakhtiarifard et al., 2026). ``momos`` projects models
+with the reference semantics, trains them with quantization-aware training or with the
+mosaic frozen, and (next) measures their exact description length.
+"""
+
+from .assign import nearest_motif
+from .blocks import BlockLayout, Span, layout_of, pool_parameters, to_blocks, write_blocks
+from .bounds import bound_bits, motif_count, rac
+from .finetune import MotifBank, bake, freeze_mosaic, is_frozen
+from .projection import MOTIF_INITS, MoMos, ProjectionStats, project
+from .qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
+
+__all__ = [
+    "BlockLayout",
+    "FakeQuantize",
+    "MOTIF_INITS",
+    "MoMos",
+    "MotifBank",
+    "ProjectionStats",
+    "Span",
+    "attach_qat",
+    "bake",
+    "bound_bits",
+    "fake_quantize",
+    "freeze_mosaic",
+    "is_frozen",
+    "is_qat",
+    "layout_of",
+    "motif_count",
+    "nearest_motif",
+    "pool_parameters",
+    "project",
+    "rac",
+    "remove_qat",
+    "set_qat_bits",
+    "to_blocks",
+    "write_blocks",
+]

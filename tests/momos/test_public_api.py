@@ -1,0 +1,16 @@
+"""The public API of momos is pinned."""
+
+import momos
+
+EXPECTED = {
+    "BlockLayout", "FakeQuantize", "MOTIF_INITS", "MoMos", "MotifBank", "ProjectionStats",
+    "Span", "attach_qat", "bake", "bound_bits", "fake_quantize", "freeze_mosaic",
+    "is_frozen", "is_qat", "layout_of", "motif_count", "nearest_motif", "pool_parameters",
+    "project", "rac", "remove_qat", "set_qat_bits", "to_blocks", "write_blocks",
+}
+
+
+def test_all_is_pinned():
+    assert set(momos.__all__) == EXPECTED
+    for name in momos.__all__:
+        assert getattr(momos, name) is not None
