@@ -13,17 +13,21 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
 
-# ``tests/naive.py`` is registered as the module ``naive`` rather than by putting
-# ``tests/`` on ``sys.path``: that would make ``tests/kcomplex/`` (no ``__init__.py``)
-# a namespace package shadowing the editable install of ``kcomplex``, whose finder
-# runs after the path finder.
-if "naive" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        "naive", Path(__file__).resolve().parent / "naive.py"
-    )
-    _naive = importlib.util.module_from_spec(_spec)
-    sys.modules["naive"] = _naive
-    _spec.loader.exec_module(_naive)
+# The oracles ``tests/naive.py`` (BDM) and ``tests/momos/reference.py`` (MoMos) are
+# registered as the modules ``naive`` and ``momos_reference`` rather than by putting
+# their folders on ``sys.path``: that would make ``tests/kcomplex/`` or ``tests/momos/``
+# (no ``__init__.py``) namespace packages shadowing the editable install of ``kcomplex``
+# and ``momos``, whose finder runs after the path finder.
+def _register(name: str, path: Path) -> None:
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+
+
+_register("naive", Path(__file__).resolve().parent / "naive.py")
+_register("momos_reference", Path(__file__).resolve().parent / "momos" / "reference.py")
 
 # "ci": the same examples on every run (no example database to replay from), and no
 # explain phase, whose line tracing makes a failure cost minutes instead of seconds.
