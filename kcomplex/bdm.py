@@ -326,7 +326,8 @@ class BDM:
         ----------
         x : array_like of int
             Symbols in ``[0, n_symbols)`` with ``ndim`` axes (numpy, array-like, torch,
-            or a ``np.memmap`` for data beyond RAM: memory is O(distinct blocks)).
+            or a ``uint8`` ``np.memmap`` for data beyond RAM: it is read in place, and the
+            counts take memory in the distinct blocks and 2**22 blocks at a time).
         name : str
             Name used in error messages.
 

@@ -445,3 +445,23 @@ def test_convenience_function_takes_the_options_of_bdm(shape):
     sequence as a shape (the convenience function caches instances by its options)."""
     y = rng_array(8, (9, 14), 2)
     assert kcomplex.bdm(y, ndim=2, shape=shape) == BDM(ndim=2, shape=shape).bdm(y)
+
+
+def test_memmap_is_counted_in_place(tmp_path, monkeypatch):
+    """A uint8 memmap (data beyond RAM) is read where it lies and counts like the array,
+    also past one chunk of block keys for the large-alphabet path."""
+    import importlib
+
+    bdm_module = importlib.import_module("kcomplex.bdm")  # the attribute is the function
+
+    x = np.random.default_rng(5).integers(0, 4, 12 * 3000 + 7).astype(np.uint8)
+    path = tmp_path / "x.u8"
+    x.tofile(path)
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
+    b = BDM(n_symbols=4)
+    assert b._symbols(mm, "x") is mm or np.shares_memory(b._symbols(mm, "x"), mm)
+    whole = b.count(x)
+    monkeypatch.setattr(bdm_module, "_CHUNK", 1000)  # several chunks, merged in order
+    chunked = b.count(mm)
+    assert chunked == whole
+    assert b.bdm_from_counts(chunked) == b.bdm(x)
