@@ -3,18 +3,21 @@
 A model's weights are cut into blocks of ``s`` values and each block is replaced by the
 nearest of ``k`` shared motifs (Bakhtiarifard et al., 2026). ``momos`` projects models
 with the reference semantics, trains them with quantization-aware training or with the
-mosaic frozen, and (next) measures their exact description length.
+mosaic frozen, and measures their exact description length with a real codec.
 """
 
 from .assign import nearest_motif
 from .blocks import BlockLayout, Span, layout_of, pool_parameters, to_blocks, write_blocks
 from .bounds import bound_bits, motif_count, rac
+from .codec import CodecError, DescriptionLength, decode, description_length, encode, write_atomic
 from .finetune import MotifBank, bake, freeze_mosaic, is_frozen
 from .projection import MOTIF_INITS, MoMos, ProjectionStats, project
 from .qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
 
 __all__ = [
     "BlockLayout",
+    "CodecError",
+    "DescriptionLength",
     "FakeQuantize",
     "MOTIF_INITS",
     "MoMos",
@@ -24,6 +27,9 @@ __all__ = [
     "attach_qat",
     "bake",
     "bound_bits",
+    "decode",
+    "description_length",
+    "encode",
     "fake_quantize",
     "freeze_mosaic",
     "is_frozen",
@@ -37,5 +43,6 @@ __all__ = [
     "remove_qat",
     "set_qat_bits",
     "to_blocks",
+    "write_atomic",
     "write_blocks",
 ]
