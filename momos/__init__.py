@@ -9,7 +9,15 @@ mosaic frozen, and measures their exact description length with a real codec.
 from .assign import nearest_motif
 from .blocks import BlockLayout, Span, layout_of, pool_parameters, to_blocks, write_blocks
 from .bounds import bound_bits, motif_count, rac
-from .codec import CodecError, DescriptionLength, decode, description_length, encode, write_atomic
+from .codec import (
+    CodecError,
+    DescriptionLength,
+    decode,
+    description_length,
+    encode,
+    stream_info,
+    write_atomic,
+)
 from .finetune import MotifBank, bake, freeze_mosaic, is_frozen
 from .projection import MOTIF_INITS, MoMos, ProjectionStats, project
 from .qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
@@ -42,6 +50,7 @@ __all__ = [
     "rac",
     "remove_qat",
     "set_qat_bits",
+    "stream_info",
     "to_blocks",
     "write_atomic",
     "write_blocks",

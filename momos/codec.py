@@ -45,7 +45,7 @@ from .blocks import BlockLayout
 from .bounds import bound_bits
 
 __all__ = ["CodecError", "DescriptionLength", "MAGIC", "VERSION", "decode",
-           "description_length", "encode", "write_atomic"]
+           "description_length", "encode", "stream_info", "write_atomic"]
 
 MAGIC = b"MOMOS"
 VERSION = 1
@@ -253,6 +253,23 @@ def decode(data: bytes, *, max_numel: int = 1 << 30) -> dict[str, torch.Tensor]:
         For anything but a complete, valid stream: wrong magic or version, a length or CRC
         mismatch (checked before parsing), or any inconsistency in the body.
     """
+    return _decode(data, max_numel)[0]
+
+
+def stream_info(data: bytes, *, max_numel: int = 1 << 30) -> dict:
+    """The itemized size of a stream, read from the stream alone (it is fully decoded
+    and checked): ``s``, ``k``, ``q``, ``mosaic_coded``, tensor counts, and
+    ``header_bits``, ``bank_bits``, ``mosaic_bits``, ``leftover_bits``, ``total_bits``.
+
+    Raises
+    ------
+    CodecError
+        As :func:`decode`.
+    """
+    return _decode(data, max_numel)[1]
+
+
+def _decode(data: bytes, max_numel: int) -> tuple[dict[str, torch.Tensor], dict]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -288,7 +305,7 @@ def _read_tensor(br: BitReader, budget: list[int]) -> tuple[str, tuple[int, ...]
     return raw.decode("utf-8"), shape
 
 
-def _decode_body(body: bytes, max_numel: int) -> dict[str, torch.Tensor]:
+def _decode_body(body: bytes, max_numel: int) -> tuple[dict[str, torch.Tensor], dict]:
     br, budget = BitReader(body), [max_numel]
     n_coded = _read_int(br, br.n_bits, "tensor count")
     n_left = _read_int(br, br.n_bits, "leftover count")
@@ -350,7 +367,17 @@ def _decode_body(body: bytes, max_numel: int) -> dict[str, torch.Tensor]:
         out[name] = torch.from_numpy(np.frombuffer(blob, "<f4").astype(np.float32)).reshape(shape)
     if len(out) != n_coded + n_left:
         raise CodecError("corrupt header: duplicate tensor names")
-    return out
+    header_bits = 8 * (_PREFIX.size + len(body) - bank_bytes - mosaic_len
+                       - sum(n for _, n in left_meta))
+    info = {
+        "s": s, "k": k, "q": q, "m": m, "mosaic_coded": bool(coded),
+        "n_coded_tensors": n_coded, "n_leftover_tensors": n_left,
+        "n_weights": sum(math.prod(shape) for _, shape in tensors),
+        "header_bits": header_bits, "bank_bits": 8 * bank_bytes,
+        "mosaic_bits": 8 * mosaic_len, "leftover_bits": 8 * sum(n for _, n in left_meta),
+        "total_bits": 8 * (_PREFIX.size + len(body)),
+    }
+    return out, info
 
 
 # -- description length ---------------------------------------------------------------
