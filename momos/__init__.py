@@ -18,6 +18,7 @@ from .codec import (
     stream_info,
     write_atomic,
 )
+from .measure import complexity
 from .finetune import MotifBank, bake, freeze_mosaic, is_frozen
 from .projection import MOTIF_INITS, MoMos, ProjectionStats, project
 from .qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
@@ -35,6 +36,7 @@ __all__ = [
     "attach_qat",
     "bake",
     "bound_bits",
+    "complexity",
     "decode",
     "description_length",
     "encode",
