@@ -1,7 +1,8 @@
-"""Numba kernels of the block decomposition: block keys, counting, canonical keys.
+"""Numba kernels of kcomplex: block keys, counting and CTM lookups for BDM, and the
+sorted-run counts behind the entropy estimator.
 
 Blocks are encoded as integers of ``bits`` bits per symbol read row-major with the first
-symbol most significant (at most 4 x 16 bits), so decoding needs shifts, not divisions.
+symbol most significant (at most 48 bits), so decoding needs shifts, not divisions.
 Distinct blocks are counted in order of first appearance, the order in which pybdm's
 ``Counter`` adds them, so sums match pybdm to the last bit: in a direct-address table
 where the key space is small, else in cache-sized hash tables over partitions of the

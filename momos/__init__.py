@@ -19,12 +19,19 @@ from .codec import (
     write_atomic,
 )
 from .measure import complexity
+from .data import DATASETS, Splits, load_dataset
 from .finetune import MotifBank, bake, freeze_mosaic, is_frozen
+from .models import MODELS, build_model
 from .projection import MOTIF_INITS, MoMos, ProjectionStats, project
 from .qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
 
 __all__ = [
     "BlockLayout",
+    "DATASETS",
+    "MODELS",
+    "Splits",
+    "build_model",
+    "load_dataset",
     "CodecError",
     "DescriptionLength",
     "FakeQuantize",

@@ -4,7 +4,8 @@ import momos
 
 EXPECTED = {
     "BlockLayout", "CodecError", "DescriptionLength", "decode", "description_length",
-    "encode", "stream_info", "write_atomic", "complexity", "FakeQuantize", "MOTIF_INITS", "MoMos", "MotifBank", "ProjectionStats",
+    "encode", "stream_info", "write_atomic", "complexity", "DATASETS", "MODELS", "Splits",
+    "build_model", "load_dataset", "FakeQuantize", "MOTIF_INITS", "MoMos", "MotifBank", "ProjectionStats",
     "Span", "attach_qat", "bake", "bound_bits", "fake_quantize", "freeze_mosaic",
     "is_frozen", "is_qat", "layout_of", "motif_count", "nearest_motif", "pool_parameters",
     "project", "rac", "remove_qat", "set_qat_bits", "to_blocks", "write_blocks",
