@@ -22,6 +22,8 @@ import warnings
 import torch
 from torch import nn
 
+from momos import models as momos_models
+
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 try:  # run as a script (python bench/codec.py) or as a module (python -m bench.codec)
@@ -42,14 +44,9 @@ TARGET_S = 0.3
 
 
 def mlp() -> nn.Module:
+    """The paper's MLP (3072-256-256-256-256-10, 986,634 parameters), seeded."""
     torch.manual_seed(0)
-    dims = [3072, 256, 256, 256, 256, 10]
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(dims) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    return momos_models.mlp()
 
 
 def main(argv: list[str] | None = None) -> int:

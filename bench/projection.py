@@ -39,6 +39,8 @@ import warnings
 import torch
 from torch import nn
 
+from momos import models as momos_models
+
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 try:  # run as a script (python bench/projection.py) or as a module (python -m bench.projection)
@@ -62,14 +64,9 @@ DESIGN_REFERENCE_S = {(2, 0.05): 92.0, (4, 0.01): 11.0}
 
 
 def mlp() -> nn.Module:
+    """The paper's MLP (3072-256-256-256-256-10, 986,634 parameters), seeded."""
     torch.manual_seed(0)
-    dims = [3072, 256, 256, 256, 256, 10]
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(dims) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    return momos_models.mlp()
 
 
 def pool_and_bank(model: nn.Module, s: int, c: float) -> tuple[torch.Tensor, torch.Tensor]:
