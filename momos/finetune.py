@@ -79,6 +79,7 @@ class MotifBank(nn.Module):
         return self.weight[idx].reshape(-1)[: span.numel].view(span.shape)
 
     def forward(self) -> torch.Tensor:
+        """The pool of blocks, ``weight[mosaic]`` (m x s)."""
         return self.blocks()
 
     def extra_repr(self) -> str:
@@ -97,6 +98,7 @@ class MosaicSlice(nn.Module):
         self._order = order
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
+        """This tensor's weights from the bank; the frozen ``original`` is not used."""
         return self.bank.tensor(self.span)
 
     def extra_repr(self) -> str:

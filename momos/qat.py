@@ -123,6 +123,7 @@ class FakeQuantize(nn.Module):
         self._order: tuple[str, ...] = ()
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """The fake-quantized weight (identity gradient); ``w`` itself when ``q >= 32``."""
         if self.q >= QAT_OFF_BITS:
             return w
         return _quantize(w, self.q) + (w - w.detach())
