@@ -1,4 +1,4 @@
-"""``momos encode|decode|size``: a thin command line over :mod:`momos.codec`."""
+"""``momos train|reproduce|sweep|encode|decode|size``: a thin command line over the library."""
 
 from __future__ import annotations
 
@@ -31,7 +31,66 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("out")
     z = sub.add_parser("size", help="itemized size of a .momos file, in bits")
     z.add_argument("path")
+    _train_parser(sub)
+    _experiment_parsers(sub)
     return parser
+
+
+def _common(p: argparse.ArgumentParser, out: str) -> None:
+    """Options shared by train, reproduce and sweep."""
+    from .data import DATASETS
+    from .models import MODELS
+
+    p.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    p.add_argument("--dataset", default="digits", choices=sorted(DATASETS),
+                   help="digits is embedded; the others are read from --data-dir")
+    p.add_argument("--data-dir", help="directory with MNIST/Fashion-MNIST IDX or CIFAR-10 files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", default=out, help=f"output directory (default: {out})")
+    p.add_argument("--resume", action="store_true", help="continue the run(s) in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _train_parser(sub) -> None:
+    from .train import METHODS
+
+    t = sub.add_parser("train", help="train one run, measuring complexity after every epoch")
+    _common(t, "momos-run")
+    t.add_argument("--method", default="momos", choices=METHODS)
+    t.add_argument("--s", type=int, default=2, help="block size (MoMos)")
+    size = t.add_mutually_exclusive_group()
+    size.add_argument("--capacity", type=float, help="k/m (MoMos; default 0.05)")
+    size.add_argument("--k", type=int, help="number of motifs (MoMos)")
+    t.add_argument("--q", type=int, default=8, help="QAT bits (qat, momos+qat)")
+    t.add_argument("--no-force-zero", action="store_true", help="no all-zero motif 0")
+    t.add_argument("--project-every", default="epoch", choices=("epoch", "step"))
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--optimizer", choices=("adamw", "sgd"), help="default per model")
+    t.add_argument("--lr", type=float, help="default per model")
+    t.add_argument("--weight-decay", type=float, help="default per model")
+    t.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
+    t.add_argument("--estimators", nargs="+", default=["bdm", "gzip", "bz2", "lzma"],
+                   help="kcomplex estimators measured every epoch")
+
+
+def _experiment_parsers(sub) -> None:
+    r = sub.add_parser("reproduce", help="baseline, QAT and two MoMos runs compared in one table")
+    _common(r, "momos-reproduce")
+    r.add_argument("--epochs", type=int, help="epochs per run (default 30; 3 with --quick)")
+    r.add_argument("--quick", action="store_true", help="3 epochs: a fast smoke run")
+    r.add_argument("--no-plots", action="store_true")
+    w = sub.add_parser("sweep", help="MoMos over an s x capacity grid (the paper's by default)")
+    _common(w, "momos-sweep")
+    w.add_argument("--s", type=int, nargs="+", help="block sizes (default 2 4 ... 128)")
+    w.add_argument("--capacity", type=float, nargs="+",
+                   help="capacities (default 0.01 0.05 0.1 0.2 0.3)")
+    w.add_argument("--method", default="momos", choices=("momos", "momos+qat"))
+    w.add_argument("--epochs", type=int, help="epochs per run (default 30; 3 with --quick)")
+    w.add_argument("--quick", action="store_true", help="3 epochs per run")
+    w.add_argument("--no-baseline", action="store_true", help="skip the baseline run")
+    w.add_argument("--no-plots", action="store_true")
 
 
 def _print_sizes(info: dict) -> None:
@@ -86,12 +145,58 @@ def _size(args: argparse.Namespace) -> None:
     _print_sizes(stream_info(Path(args.path).read_bytes()))
 
 
+def _train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        model=args.model, dataset=args.dataset, method=args.method, s=args.s,
+        capacity=args.capacity, k=args.k, q=args.q, force_zero=not args.no_force_zero,
+        project_every=args.project_every, epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        schedule=args.schedule, seed=args.seed, device=args.device, data_dir=args.data_dir,
+        estimators=tuple(args.estimators))
+    res = train(cfg, args.out, resume=args.resume, progress=False if args.no_progress else None)
+    summary, last = res["summary"], res["epochs"][-1]
+    dl = summary["description_length"]
+    print(f"{cfg.method} {cfg.model}/{cfg.dataset}: {last['epoch']} epochs, test acc "
+          f"{summary['test_acc']:.4f} (best val {summary['best_val_acc']:.4f} at epoch "
+          f"{summary['best_epoch']})")
+    for key, ratio in summary["complexity_ratio"].items():
+        print(f"  {key + ' trained/init':<24}{ratio:>14.4f}")
+    print(f"  {'exact bits (' + dl['coded'] + ')':<24}{dl['total_bits']:>14,}")
+    print(f"  {'paper bound bits':<24}{dl['bound_bits']:>14,}")
+    print(f"  {'trivial bits (32 n)':<24}{dl['trivial_bits']:>14,}")
+    print(f"wrote {args.out}/results.json")
+
+
+def _experiment(args: argparse.Namespace) -> None:
+    from .experiment import format_table, reproduce, sweep
+
+    common = dict(out=args.out, model=args.model, dataset=args.dataset, epochs=args.epochs,
+                  quick=args.quick, seed=args.seed, data_dir=args.data_dir,
+                  device=args.device, resume=args.resume, plots=not args.no_plots,
+                  progress=False if args.no_progress else None)
+    if args.command == "reproduce":
+        table = reproduce(**common)
+    else:
+        grid = {}
+        if args.s:
+            grid["s_values"] = args.s
+        if args.capacity:
+            grid["capacities"] = args.capacity
+        table = sweep(**grid, method=args.method, baseline=not args.no_baseline, **common)
+    print(format_table(table))
+    print(f"wrote {args.out}/report.md, {args.out}/summary.csv"
+          + ("" if args.no_plots else " and figures"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        {"encode": _encode, "decode": _decode, "size": _size}[args.command](args)
-    except (OSError, ValueError, TypeError) as err:
+        {"encode": _encode, "decode": _decode, "size": _size, "train": _train,
+         "reproduce": _experiment, "sweep": _experiment}[args.command](args)
+    except (OSError, ValueError, TypeError, ImportError) as err:
         print(f"momos: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,301 @@
+"""The paper's experiments as commands: ``reproduce`` (four runs, one table) and ``sweep``.
+
+:func:`reproduce` trains the MLP four ways on one dataset (the embedded digits by default):
+the baseline, QAT at 8 bits, MoMos s=2 c=0.05 and MoMos s=4 c=0.01, and compares their
+test accuracy, complexity trained vs initialization, and exact description length against
+the paper's bound and the trivial 32 bits per weight. :func:`sweep` trains MoMos over an
+``s x c`` grid. Both write every run into its own subdirectory (resumable), a summary table
+as CSV and Markdown, and plots (:mod:`momos.report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .train import TrainConfig, load_results, train
+
+__all__ = ["PAPER_CAPACITIES", "PAPER_S", "REPRODUCE_RUNS", "format_table", "markdown_table",
+           "reproduce", "summarize", "sweep"]
+
+#: The four runs of :func:`reproduce`: name -> fields of :class:`~momos.train.TrainConfig`.
+REPRODUCE_RUNS: dict[str, dict[str, Any]] = {
+    "baseline": {"method": "baseline"},
+    "qat-q8": {"method": "qat", "q": 8},
+    "momos-s2-c0.05": {"method": "momos", "s": 2, "capacity": 0.05},
+    "momos-s4-c0.01": {"method": "momos", "s": 4, "capacity": 0.01},
+}
+
+#: The paper's sweep grid.
+PAPER_S = (2, 4, 8, 16, 32, 64, 128)
+PAPER_CAPACITIES = (0.01, 0.05, 0.1, 0.2, 0.3)
+
+#: Epochs of ``quick=True``: enough to exercise every step, not to learn much.
+QUICK_EPOCHS = 3
+
+
+def summarize(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: accuracy, complexity trained vs init, description lengths.
+
+    Parameters
+    ----------
+    runs : dict
+        Run name -> results (as returned by :func:`momos.train.train` or
+        :func:`momos.train.load_results`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by run name. Columns: ``method``, ``s``, ``capacity``, ``k``, ``q``,
+        ``test_acc``, ``best_test_acc``, ``bdm_ratio`` (BDM trained / BDM init) and one
+        ``<estimator>_ratio`` per measured estimator, ``<compressor>_rate_init`` and
+        ``_rate_trained`` (raw float32 bits / compressed bits), ``exact_bits``,
+        ``bound_bits``, ``trivial_bits``, ``rac_exact``, ``rac_bound``. A ratio is missing
+        (NaN) where the run did not measure that estimator.
+    """
+    rows = []
+    for name, res in runs.items():
+        cfg, summary = res["config"], res["summary"]
+        first, last = res["epochs"][0], res["epochs"][-1]
+        momos = cfg["method"].startswith("momos")
+        row = {
+            "run": name, "method": cfg["method"],
+            "s": cfg["s"] if momos else None,
+            "capacity": (cfg["capacity"] if momos else None),
+            "k": res["model"].get("k"),
+            "q": cfg["q"] if cfg["method"].endswith("qat") else 32,
+            "epochs": last["epoch"],
+            "test_acc": summary["test_acc"], "best_test_acc": summary["best_test_acc"],
+        }
+        trivial = summary["description_length"]["trivial_bits"]
+        for key, ratio in summary["complexity_ratio"].items():
+            row[f"{key}_ratio"] = ratio
+        for key in ("gzip", "bz2", "lzma", "zstd"):
+            if f"{key}_bits" in first["complexity"]:
+                row[f"{key}_rate_init"] = trivial / first["complexity"][f"{key}_bits"]
+                row[f"{key}_rate_trained"] = trivial / last["complexity"][f"{key}_bits"]
+        dl = summary["description_length"]
+        row.update(exact_bits=dl["total_bits"], bound_bits=dl["bound_bits"],
+                   trivial_bits=trivial, rac_exact=dl["rac_exact"], rac_bound=dl["rac_bound"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def _run_all(configs: dict[str, TrainConfig], out: Path | None, resume: bool,
+             progress: bool | None) -> dict[str, dict[str, Any]]:
+    """Train every config (skipping finished runs when resuming); results by name."""
+    show = sys.stderr.isatty() if progress is None else progress
+    results = {}
+    for name, cfg in tqdm(configs.items(), desc="runs", disable=not show, leave=False):
+        rundir = out / name if out is not None else None
+        if resume and rundir is not None and (rundir / "results.json").exists():
+            stored = load_results(rundir)
+            if stored["status"] == "finished" and stored["config"] == cfg.resolved():
+                results[name] = stored
+                continue
+        results[name] = train(cfg, rundir, resume=resume, progress=show)
+    return results
+
+
+def reproduce(
+    dataset: str = "digits",
+    out: str | Path | None = "momos-reproduce",
+    *,
+    model: str = "mlp",
+    epochs: int | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    data_dir: str | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    plots: bool = True,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Train the four runs of :data:`REPRODUCE_RUNS` and compare them in one table.
+
+    Parameters
+    ----------
+    dataset, model : str
+        Dataset and model names (``momos.DATASETS``, ``momos.MODELS``).
+    out : str or Path, optional
+        Output directory: one subdirectory per run, ``summary.csv``, ``report.md`` and,
+        with ``plots``, ``complexity.png``, ``motif_usage.png``, ``accuracy_vs_bits.png``.
+        ``None`` writes nothing.
+    epochs : int, optional
+        Training epochs per run; default 30, or 3 with ``quick``.
+    quick : bool
+        A fast smoke run (3 epochs) that exercises every step.
+    seed : int
+        Seed of every run.
+    data_dir, device : str
+        As in :class:`~momos.train.TrainConfig`.
+    resume : bool
+        Keep finished runs found in ``out`` and resume unfinished ones.
+    plots : bool
+        Draw the figures (needs matplotlib).
+    progress : bool, optional
+        Progress bars; default: when stderr is a terminal.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`summarize` of the four runs.
+
+    Examples
+    --------
+    Epoch 0 only measures the initialization (a real run trains 30 epochs):
+
+    >>> table = reproduce(out=None, epochs=0, plots=False, progress=False)
+    >>> list(table.index)
+    ['baseline', 'qat-q8', 'momos-s2-c0.05', 'momos-s4-c0.01']
+    >>> float(table.loc["baseline", "bdm_ratio"])
+    1.0
+    """
+    if epochs is None:
+        epochs = QUICK_EPOCHS if quick else 30
+    base = TrainConfig(model=model, dataset=dataset, epochs=epochs, seed=seed,
+                       data_dir=data_dir, device=device)
+    configs = {name: dataclasses.replace(base, **fields) for name, fields in REPRODUCE_RUNS.items()}
+    outdir = _prepare(out)
+    results = _run_all(configs, outdir, resume, progress)
+    table = summarize(results)
+    if outdir is not None:
+        from .report import write_report
+
+        write_report(outdir, results, table, title=f"momos reproduce: {model} on {dataset}",
+                     plots=plots)
+    return table
+
+
+def sweep(
+    s_values: Iterable[int] = PAPER_S,
+    capacities: Iterable[float] = PAPER_CAPACITIES,
+    out: str | Path | None = "momos-sweep",
+    *,
+    dataset: str = "digits",
+    model: str = "mlp",
+    method: str = "momos",
+    epochs: int | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    data_dir: str | None = None,
+    device: str = "auto",
+    baseline: bool = True,
+    resume: bool = False,
+    plots: bool = True,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Train MoMos over an ``s x capacity`` grid (the paper's by default), plus a baseline.
+
+    Parameters
+    ----------
+    s_values, capacities : iterable
+        Block sizes and capacities of the grid.
+    method : {"momos", "momos+qat"}
+        The MoMos variant of every grid run.
+    baseline : bool
+        Also train the unconstrained baseline (row ``baseline``) for reference.
+    Other parameters
+        As in :func:`reproduce`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`summarize` of every run, grid runs named ``s{s}-c{capacity}``.
+
+    Raises
+    ------
+    ValueError
+        An empty grid or a method that is not a MoMos method.
+    """
+    s_values, capacities = list(s_values), list(capacities)
+    if not s_values or not capacities:
+        raise ValueError("the sweep grid is empty: give at least one s and one capacity")
+    if not method.startswith("momos"):
+        raise ValueError(f"sweep trains MoMos runs: method must be 'momos' or 'momos+qat', "
+                         f"got {method!r}")
+    if epochs is None:
+        epochs = QUICK_EPOCHS if quick else 30
+    base = TrainConfig(model=model, dataset=dataset, epochs=epochs, seed=seed,
+                       data_dir=data_dir, device=device)
+    configs = {"baseline": base} if baseline else {}
+    for s in s_values:
+        for c in capacities:
+            configs[f"s{s}-c{c:g}"] = dataclasses.replace(base, method=method, s=int(s),
+                                                          capacity=float(c))
+    outdir = _prepare(out)
+    results = _run_all(configs, outdir, resume, progress)
+    table = summarize(results)
+    if outdir is not None:
+        from .report import write_report
+
+        write_report(outdir, results, table, plots=plots,
+                     title=f"momos sweep: {model} on {dataset}, s x c = "
+                           f"{len(s_values)} x {len(capacities)}")
+    return table
+
+
+def _prepare(out: str | Path | None) -> Path | None:
+    if out is None:
+        return None
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    return outdir
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The summary table as fixed-width text for a terminal."""
+    return _format(table, markdown=False)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The summary table as a GitHub Markdown table."""
+    return _format(table, markdown=True)
+
+
+#: (column, header, format) of the printed table, in order.
+_COLUMNS: Sequence[tuple[str, str, str]] = (
+    ("test_acc", "test acc", "{:.3f}"),
+    ("bdm_ratio", "BDM tr/init", "{:.4f}"),
+    ("gzip_rate_init", "gzip init", "{:.3f}"),
+    ("gzip_rate_trained", "gzip tr", "{:.3f}"),
+    ("bz2_rate_init", "bz2 init", "{:.3f}"),
+    ("bz2_rate_trained", "bz2 tr", "{:.3f}"),
+    ("lzma_rate_init", "lzma init", "{:.3f}"),
+    ("lzma_rate_trained", "lzma tr", "{:.3f}"),
+    ("exact_bits", "exact bits", "{:,.0f}"),
+    ("bound_bits", "bound bits", "{:,.0f}"),
+    ("trivial_bits", "trivial bits", "{:,.0f}"),
+    ("rac_exact", "RAC exact", "{:.3f}"),
+    ("rac_bound", "RAC bound", "{:.3f}"),
+)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def _format(table: pd.DataFrame, markdown: bool) -> str:
+    cols = [c for c in _COLUMNS if c[0] in table.columns]
+    header = ["run"] + [h for _, h, _ in cols]
+    body = [[str(name)] + [_cell(row[c], f) for c, _, f in cols] for name, row in table.iterrows()]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join(["---"] + ["---:"] * len(cols)) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join([r[0].ljust(widths[0])] + [x.rjust(w) for x, w in zip(r[1:], widths[1:])])
+
+    return "\n".join(line(r) for r in [header] + body)

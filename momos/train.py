@@ -1,0 +1,599 @@
+"""Train a model with or without MoMos and measure its complexity after every epoch.
+
+One :func:`train` call is one run of the paper's experiment (``MOMOS.md``): a model from
+:mod:`momos.models` on a dataset from :mod:`momos.data`, trained with one of
+:data:`METHODS`:
+
+- ``baseline``: plain training;
+- ``qat``: fake quantization of module weights at ``q`` bits (:func:`momos.attach_qat`);
+- ``momos``: one MoMos projection after every epoch (after the optimizer steps, before
+  validation), or after every step with ``project_every="step"``;
+- ``momos+qat``: both; the projection acts on the latent float weights.
+
+Epoch 0 is the untouched initialization. At epoch 0 and after every epoch the run records
+loss and accuracy on train (the epoch's running mean; at epoch 0 an evaluation), validation
+and test, the sparsity and L2 norm of the weight vector, and its complexity in bits with
+kcomplex's estimators (BDM of the binarized weights, the paper's setting; gzip, bz2, lzma).
+The weight vector is what the network computes with: every trainable parameter in the
+plain model's ``parameters()`` order, the fake-quantized value for quantized weights. At the
+end, MoMos runs report the exact description length from a real encoding
+(:func:`momos.encode`), beside the paper's bound and the trivial ``32 n`` bits.
+
+The output directory holds ``results.json`` (rewritten atomically after every epoch),
+``init``/``best``/``final`` checkpoints as ``.safetensors`` (the evaluated weights and the
+buffers, under the plain model's names; ``best`` is the highest validation accuracy,
+earliest on ties), ``best.momos``/``final.momos`` for MoMos runs, and ``last.pt``, the full
+training state that ``resume=True`` continues from, bit-identically on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .blocks import layout_of, pool_parameters
+from .bounds import bound_bits, motif_count
+from .codec import description_length, encode, write_atomic
+from .data import DATASETS, Splits, load_dataset
+from .models import MODELS, build_model
+from .projection import MoMos
+from .qat import attach_qat
+
+__all__ = ["METHODS", "RESULTS_FORMAT", "TrainConfig", "load_results", "train"]
+
+#: Training methods accepted by :class:`TrainConfig`.
+METHODS = ("baseline", "qat", "momos", "momos+qat")
+
+#: Value of ``results["format"]``; bumped when the layout of ``results.json`` changes.
+RESULTS_FORMAT = "momos-train/1"
+
+_OPTIMIZERS = ("adamw", "sgd")
+_PROJECT_EVERY = ("epoch", "step")
+_DEVICES = ("auto", "cpu", "cuda")
+_QAT_SUFFIX = "parametrizations.weight.original"
+# Per-model defaults of MOMOS.md: (optimizer, lr, weight decay).
+_DEFAULTS = {"resnet20": ("sgd", 0.1, 1e-4), "mlp": ("adamw", 3e-4, 1e-2), "vit": ("adamw", 3e-4, 1e-2)}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run; stored in ``results.json``.
+
+    Parameters
+    ----------
+    model : str
+        A name of :data:`momos.MODELS` (``mlp``, ``resnet20``, ``vit``).
+    dataset : str
+        A name of :data:`momos.DATASETS`; ``digits`` is embedded, the others are read
+        from ``data_dir``.
+    method : str
+        One of :data:`METHODS`.
+    s : int
+        Block size (MoMos methods).
+    capacity : float, optional
+        ``k/m`` (MoMos methods); give it or ``k``. Default 0.05 when neither is given.
+    k : int, optional
+        Number of motifs instead of ``capacity``.
+    q : int
+        QAT bit width (``qat`` and ``momos+qat``), >= 2.
+    force_zero : bool
+        Motif 0 is the all-zero block.
+    project_every : {"epoch", "step"}
+        One projection after every epoch (the reference) or after every optimizer step.
+    epochs : int
+        Number of training epochs (>= 0; 0 only measures the initialization).
+    batch_size : int
+        Training batch size.
+    optimizer : {"adamw", "sgd"}, optional
+        Default per model (MOMOS.md): SGD with momentum for ResNet-20, AdamW otherwise.
+    lr, weight_decay : float, optional
+        Defaults per model: SGD 0.1 / 1e-4, AdamW 3e-4 / 1e-2.
+    momentum : float
+        SGD momentum.
+    schedule : {"cosine", "constant"}
+        Learning rate over epochs; cosine annealing to 0 at the last epoch.
+    seed : int
+        Seeds the initialization, the data order, the data split and the motif sampling.
+    device : {"auto", "cpu", "cuda"}
+        ``auto`` picks CUDA when available.
+    data_dir : str, optional
+        Directory of the dataset files (not needed for ``digits``).
+    estimators : tuple of str
+        kcomplex estimators measured at every epoch (default: the paper's).
+
+    Raises
+    ------
+    ValueError
+        On any invalid field, naming it.
+    """
+
+    model: str = "mlp"
+    dataset: str = "digits"
+    method: str = "baseline"
+    s: int = 2
+    capacity: float | None = None
+    k: int | None = None
+    q: int = 8
+    force_zero: bool = True
+    project_every: str = "epoch"
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    seed: int = 0
+    device: str = "auto"
+    data_dir: str | None = None
+    estimators: tuple[str, ...] = ("bdm", "gzip", "bz2", "lzma")
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, what: str) -> None:
+            if not ok:
+                raise ValueError(what)
+
+        check(self.model in MODELS, f"unknown model {self.model!r}; valid: {', '.join(MODELS)}")
+        check(self.dataset in DATASETS,
+              f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
+        check(self.method in METHODS, f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        for name in ("s", "batch_size"):
+            value = getattr(self, name)
+            check(_is_int(value) and value >= 1, f"{name} must be a positive integer, got {value!r}")
+        check(_is_int(self.epochs) and self.epochs >= 0,
+              f"epochs must be an integer >= 0, got {self.epochs!r}")
+        check(_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        check(_is_int(self.q) and self.q >= 2, f"QAT bits q must be an integer >= 2, got {self.q!r}")
+        check(self.capacity is None or self.k is None, "give capacity or k, not both")
+        if self.capacity is None and self.k is None:
+            object.__setattr__(self, "capacity", 0.05)
+        check(self.capacity is None or 0 < self.capacity <= 1,
+              f"capacity must lie in (0, 1], got {self.capacity!r}")
+        check(self.k is None or (_is_int(self.k) and self.k >= 1),
+              f"k must be a positive integer, got {self.k!r}")
+        check(self.project_every in _PROJECT_EVERY,
+              f"project_every must be one of {_PROJECT_EVERY}, got {self.project_every!r}")
+        check(self.optimizer is None or self.optimizer in _OPTIMIZERS,
+              f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        check(self.schedule in ("cosine", "constant"),
+              f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        check(self.device in _DEVICES, f"device must be one of {_DEVICES}, got {self.device!r}")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            check(value is None or (math.isfinite(value) and value >= 0),
+                  f"{name} must be a finite number >= 0, got {value!r}")
+        check(0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum!r}")
+        object.__setattr__(self, "estimators", tuple(self.estimators))
+
+    @property
+    def uses_momos(self) -> bool:
+        """True for ``momos`` and ``momos+qat``."""
+        return self.method.startswith("momos")
+
+    @property
+    def uses_qat(self) -> bool:
+        """True for ``qat`` and ``momos+qat``."""
+        return self.method.endswith("qat")
+
+    def resolved(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict, per-model defaults filled in."""
+        opt, lr, wd = _DEFAULTS[self.model]
+        out = dataclasses.asdict(self)
+        out["optimizer"] = self.optimizer or opt
+        out["lr"] = lr if self.lr is None else self.lr
+        out["weight_decay"] = wd if self.weight_decay is None else self.weight_decay
+        out["estimators"] = list(self.estimators)
+        return out
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# -------------------------------------------------------------------------- the run's state
+
+
+class _Run:
+    """Model, optimizer, schedule, projector and data of one run, and their checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, splits: Splits, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, splits.in_shape, splits.classes).to(device)
+        # The plain names and Parameter objects, fixed before QAT renames and reorders them.
+        self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        if cfg.uses_qat:
+            attach_qat(self.model, cfg.q)
+        self.init_state = self.state()
+        self.momos = (MoMos(cfg.s, k=cfg.k, capacity=cfg.capacity, force_zero=cfg.force_zero,
+                            seed=cfg.seed) if cfg.uses_momos else None)
+        res = cfg.resolved()
+        if res["optimizer"] == "sgd":
+            self.opt: torch.optim.Optimizer = torch.optim.SGD(
+                self.params.values(), lr=res["lr"], momentum=cfg.momentum,
+                weight_decay=res["weight_decay"])
+        else:
+            self.opt = torch.optim.AdamW(self.params.values(), lr=res["lr"],
+                                         weight_decay=res["weight_decay"])
+        self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(cfg.epochs, 1))
+                      if cfg.schedule == "cosine" else None)
+        self.data_gen = torch.Generator().manual_seed(cfg.seed)
+        self.data = {name: tuple(t.to(device) for t in getattr(splits, name).tensors)
+                     for name in ("train", "val", "test")}
+
+    # -- weights -------------------------------------------------------------------------
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The evaluated weight of every trainable parameter, plain names, plain order."""
+        out = {}
+        for name in self.params:
+            owner, _, attr = name.rpartition(".")
+            out[name] = getattr(self.model.get_submodule(owner), attr).detach()
+        return out
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Evaluated weights and buffers as fresh CPU tensors (a checkpoint)."""
+        out = {n: w.cpu().clone() for n, w in self.weights().items()}
+        out.update((n, b.detach().cpu().clone()) for n, b in self.model.named_buffers())
+        return out
+
+    def codec_source(self):
+        """(state dict, (bank, mosaic, layout)) for the codec, under the plain names.
+
+        The projector pools ``model.parameters()`` (the QAT order for ``momos+qat``); only the
+        span names change here, so the stream holds the latent float weights in pool order.
+        """
+        mm = self.momos
+        spans = tuple(dataclasses.replace(sp, name=_plain(sp.name)) for sp in mm.layout.spans)
+        layout = dataclasses.replace(mm.layout, spans=spans)
+        state = {_plain(n): p.detach().cpu() for n, p in self.model.named_parameters()
+                 if p.requires_grad}
+        return state, (mm.motifs.cpu(), mm.mosaic.cpu(), layout)
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def project(self) -> dict[str, Any]:
+        stats = self.momos.project(self.model)
+        return {"k": stats.k, "distortion": stats.distortion, "changed": stats.changed}
+
+    def train_epoch(self) -> tuple[float, float, dict | None]:
+        x, y = self.data["train"]
+        self.model.train()
+        order = torch.randperm(len(y), generator=self.data_gen).to(self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        projection = None
+        for start in range(0, len(y), self.cfg.batch_size):
+            idx = order[start : start + self.cfg.batch_size]
+            logits = self.model(x[idx])
+            loss = nn.functional.cross_entropy(logits, y[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            loss_sum += loss.detach().double() * len(idx)
+            correct += (logits.detach().argmax(1) == y[idx]).sum()
+            if self.momos is not None and self.cfg.project_every == "step":
+                projection = self.project()
+        if self.momos is not None and self.cfg.project_every == "epoch":
+            projection = self.project()
+        if self.sched is not None:
+            self.sched.step()
+        return float(loss_sum) / max(len(y), 1), int(correct) / max(len(y), 1), projection
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> tuple[float, float]:
+        x, y = self.data[split]
+        if len(y) == 0:
+            return math.nan, math.nan
+        self.model.eval()
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(y), 1024):
+            logits = self.model(x[start : start + 1024])
+            loss_sum += float(nn.functional.cross_entropy(logits, y[start : start + 1024],
+                                                          reduction="sum"))
+            correct += int((logits.argmax(1) == y[start : start + 1024]).sum())
+        return loss_sum / len(y), correct / len(y)
+
+    # -- resumable state -----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        mm = self.momos
+        return {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict() if self.sched is not None else {},
+            "data_gen": self.data_gen.get_state(),
+            "momos_gen": (mm._generator.get_state() if mm is not None else torch.empty(0)),
+            "bank": (mm.motifs.cpu() if mm is not None and mm.motifs is not None else torch.empty(0)),
+            "mosaic": (mm.mosaic.cpu() if mm is not None and mm.mosaic is not None
+                       else torch.empty(0, dtype=torch.int64)),
+        }
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(snap["model"])
+        self.opt.load_state_dict(snap["opt"])
+        if self.sched is not None:
+            self.sched.load_state_dict(snap["sched"])
+        self.data_gen.set_state(snap["data_gen"])
+        mm = self.momos
+        if mm is not None:
+            mm._generator.set_state(snap["momos_gen"])
+            if snap["bank"].numel():
+                mm.motifs = snap["bank"].to(self.device)
+                mm.mosaic = snap["mosaic"].to(self.device)
+                mm.layout = layout_of(pool_parameters(self.model), mm.s)
+
+
+def _plain(name: str) -> str:
+    """``a.parametrizations.weight.original`` -> ``a.weight`` (QAT's rename undone)."""
+    if name == _QAT_SUFFIX:
+        return "weight"
+    if name.endswith("." + _QAT_SUFFIX):
+        return name[: -len(_QAT_SUFFIX)] + "weight"
+    return name
+
+
+# ---------------------------------------------------------------------------- measurement
+
+
+def _complexity(weights: Mapping[str, torch.Tensor], estimators: tuple[str, ...]) -> dict:
+    """Sparsity, L2 norm and kcomplex bits of the whole weight vector."""
+    from kcomplex import analyze
+
+    flat = torch.cat([w.reshape(-1).to("cpu", torch.float32) for w in weights.values()])
+    total = analyze({k: w.cpu() for k, w in weights.items()}, list(estimators),
+                    per_tensor=False, progress=False).total
+    out = {"sparsity": float((flat == 0).double().mean()),
+           "l2": float(torch.linalg.vector_norm(flat.double()))}
+    out["complexity"] = {f"{e}_bits": float(total[f"{e}_bits"]) for e in estimators}
+    return out
+
+
+def _description(run: _Run) -> dict[str, Any]:
+    """Exact description length (MoMos runs) or the raw float32 code, with the bound."""
+    cfg = run.cfg
+    n = sum(p.numel() for p in run.params.values())
+    if run.momos is None or run.momos.motifs is None:  # no MoMos, or never projected
+        q = cfg.q if cfg.uses_qat else 32
+        return {"coded": "raw float32", "total_bits": 32 * n, "bound_bits": n * q,
+                "trivial_bits": 32 * n, "rac_exact": 1.0, "rac_bound": 32 / q}
+    state, bank = run.codec_source()
+    dl = description_length(state, bank, q=32)
+    out = {key: value for key, value in dataclasses.asdict(dl).items() if key != "tensors"}
+    out["mosaic_bits"] = dl.mosaic_bits
+    out["coded"] = "momos q=32"
+    if cfg.uses_qat:
+        # The paper's bound stores the bank at the QAT width; our stream keeps the latent
+        # float32 bank, from which the quantized weights follow deterministically.
+        k, m = bank[0].shape[0], bank[2].m
+        out["bound_bits"] = bound_bits(dl.trivial_bits // 32, cfg.s, k=min(k, m), q=cfg.q)
+        out["rac_bound"] = dl.trivial_bits / out["bound_bits"]
+    return out
+
+
+# ------------------------------------------------------------------------------- the loop
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch.cuda.is_available() is False; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    from safetensors.torch import save
+
+    write_atomic(path, save({k: v.contiguous() for k, v in tensors.items()}))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=1, allow_nan=True).encode("utf-8"))
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read ``results.json`` from a run directory (or the file itself).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no ``results.json``.
+    ValueError
+        If the file is not a results file of this format.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    results = json.loads(path.read_text())
+    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
+        raise ValueError(f"{path} is not a momos results file (format {RESULTS_FORMAT!r})")
+    return results
+
+
+def train(
+    config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train one run and measure it at initialization and after every epoch.
+
+    Parameters
+    ----------
+    config : TrainConfig, optional
+        The run; keyword ``overrides`` replace its fields (or build one from defaults).
+    out : str or Path, optional
+        Output directory (created). Without it nothing is written and ``resume`` is
+        unavailable. A directory that already holds a run is an error unless ``resume``.
+    resume : bool
+        Continue the run in ``out`` from its last completed epoch (``last.pt``); its
+        config must equal ``config``. If ``out`` holds no run yet, start one.
+    progress : bool, optional
+        A progress bar over epochs on stderr; default: only when stderr is a terminal.
+    callback : callable, optional
+        Called with each epoch's record right after ``results.json`` is written.
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``: ``format``, ``config`` (defaults resolved),
+        ``model`` (``n_params``, and ``m``/``k`` for MoMos), ``epochs`` (one record per
+        epoch 0..E with ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
+        ``test_loss``, ``test_acc``, ``lr``, ``sparsity``, ``l2``, ``complexity``
+        (``<estimator>_bits``), ``projection`` (MoMos: ``k``, ``distortion``, ``changed``)
+        and ``seconds``), ``summary`` (``test_acc``, ``best_epoch``, ``best_val_acc``,
+        ``best_test_acc``, ``complexity_ratio`` trained/init per estimator,
+        ``description_length`` with ``total_bits``, ``bound_bits``, ``trivial_bits``;
+        for MoMos also ``motif_counts``) and ``status`` (``running`` or ``finished``).
+
+    Raises
+    ------
+    ValueError
+        Bad config, a resume with a different config, ``out`` already holding a run.
+
+    Examples
+    --------
+    >>> res = train(method="momos", epochs=1, estimators=("bdm",), progress=False)
+    >>> [e["epoch"] for e in res["epochs"]], res["status"]
+    ([0, 1], 'finished')
+    >>> dl = res["summary"]["description_length"]
+    >>> dl["total_bits"] < dl["trivial_bits"]
+    True
+    """
+    cfg = dataclasses.replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    outdir = Path(out) if out is not None else None
+    if outdir is not None:
+        outdir.mkdir(parents=True, exist_ok=True)
+        if (outdir / "results.json").exists() and not resume:
+            raise ValueError(f"{outdir} already holds a run; pass resume=True (--resume) to "
+                             "continue it, or choose another output directory")
+    device = _device(cfg.device)
+    splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed)
+    run = _Run(cfg, splits, device)
+    n = sum(p.numel() for p in run.params.values())
+    info: dict[str, Any] = {"n_params": n}
+    if cfg.uses_momos:
+        m = sum(-(-p.numel() // cfg.s) for p in run.params.values() if p.numel())
+        info.update(m=m, k=motif_count(m, cfg.k, cfg.capacity))
+    results: dict[str, Any] = {"format": RESULTS_FORMAT, "config": cfg.resolved(),
+                               "model": info, "epochs": [], "summary": {}, "status": "running"}
+    best = {"epoch": -1, "val_acc": -math.inf}
+
+    last = outdir / "last.pt" if outdir is not None else None
+    if resume and last is not None and last.exists():
+        snap = torch.load(last, map_location=device, weights_only=True)
+        stored = load_results(outdir)
+        if stored["config"] != results["config"]:
+            diff = sorted(k for k in results["config"]
+                          if stored["config"].get(k) != results["config"][k])
+            raise ValueError(f"cannot resume {outdir}: its config differs in {', '.join(diff)}")
+        run.restore(snap)
+        results["epochs"] = stored["epochs"][: int(snap["epoch"]) + 1]
+        best = {"epoch": int(snap["best_epoch"]), "val_acc": float(snap["best_val_acc"])}
+    elif outdir is not None:
+        _save_tensors(outdir / "init.safetensors", run.init_state)
+
+    def finish_epoch(record: dict[str, Any]) -> None:
+        results["epochs"].append(record)
+        epoch = record["epoch"]
+        if record["val_acc"] > best["val_acc"]:
+            best.update(epoch=epoch, val_acc=record["val_acc"])
+            if outdir is not None:
+                _save_tensors(outdir / "best.safetensors", run.state())
+                if run.momos is not None and run.momos.motifs is not None:
+                    write_atomic(outdir / "best.momos", encode(*run.codec_source()))
+        if outdir is not None:
+            snap = run.snapshot()
+            snap.update(epoch=epoch, best_epoch=best["epoch"], best_val_acc=best["val_acc"])
+            buf = io.BytesIO()
+            torch.save(snap, buf)
+            write_atomic(last, buf.getvalue())
+            _write_json(outdir / "results.json", results)
+        if callback is not None:
+            callback(record)
+
+    def measure(epoch: int, train_loss: float, train_acc: float, projection, seconds: float):
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
+        for split in ("val", "test"):
+            record[f"{split}_loss"], record[f"{split}_acc"] = run.evaluate(split)
+        record["lr"] = run.opt.param_groups[0]["lr"]
+        record.update(_complexity(run.weights(), cfg.estimators))
+        record["projection"] = projection
+        record["seconds"] = seconds
+        return record
+
+    if not results["epochs"]:
+        loss0, acc0 = run.evaluate("train")
+        finish_epoch(measure(0, loss0, acc0, None, 0.0))
+
+    bar = _progress_bar(progress, cfg, len(results["epochs"]) - 1)
+    try:
+        for epoch in range(len(results["epochs"]), cfg.epochs + 1):
+            t0 = time.perf_counter()
+            loss, acc, projection = run.train_epoch()
+            record = measure(epoch, loss, acc, projection, time.perf_counter() - t0)
+            finish_epoch(record)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{record['val_acc']:.3f}")
+    finally:
+        if bar is not None:
+            bar.close()
+
+    results["summary"] = _summary(run, results["epochs"], best)
+    results["status"] = "finished"
+    if outdir is not None:
+        _save_tensors(outdir / "final.safetensors", run.state())
+        if run.momos is not None and run.momos.motifs is not None:
+            write_atomic(outdir / "final.momos", encode(*run.codec_source()))
+        _write_json(outdir / "results.json", results)
+    return results
+
+
+def _progress_bar(progress: bool | None, cfg: TrainConfig, done: int):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    return tqdm(total=cfg.epochs, initial=done, desc=f"{cfg.method} {cfg.model}/{cfg.dataset}",
+                unit="epoch", leave=False)
+
+
+def _summary(run: _Run, epochs: list[dict], best: dict) -> dict[str, Any]:
+    first, final = epochs[0], epochs[-1]
+    out: dict[str, Any] = {
+        "test_acc": final["test_acc"],
+        "val_acc": final["val_acc"],
+        "best_epoch": best["epoch"],
+        "best_val_acc": best["val_acc"],
+        "best_test_acc": epochs[best["epoch"]]["test_acc"],
+        "complexity_ratio": {
+            key.removesuffix("_bits"): final["complexity"][key] / first["complexity"][key]
+            for key in final["complexity"] if first["complexity"][key] > 0},
+        "description_length": _description(run),
+    }
+    if run.momos is not None:
+        if run.momos.mosaic is not None:
+            counts = torch.bincount(run.momos.mosaic.cpu(), minlength=run.momos.motifs.shape[0])
+            out["motif_counts"] = counts.tolist()
+        else:  # epochs=0: never projected
+            out["motif_counts"] = []
+    return out
