@@ -3,7 +3,8 @@
 A model's weights are cut into blocks of ``s`` values and each block is replaced by the
 nearest of ``k`` shared motifs (Bakhtiarifard et al., 2026). ``momos`` projects models
 with the reference semantics, trains them with quantization-aware training or with the
-mosaic frozen, and measures their exact description length with a real codec.
+mosaic frozen, measures their exact description length with a real codec, and trains
+them with the paper's measurements at every epoch (:func:`train`, :func:`reproduce`).
 """
 
 from .assign import nearest_motif
@@ -24,10 +25,13 @@ from .finetune import MotifBank, bake, freeze_mosaic, is_frozen
 from .models import MODELS, build_model
 from .projection import MOTIF_INITS, MoMos, ProjectionStats, project
 from .qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
+from .train import METHODS, TrainConfig, load_results, train
+from .experiment import reproduce, summarize, sweep
 
 __all__ = [
     "BlockLayout",
     "DATASETS",
+    "METHODS",
     "MODELS",
     "Splits",
     "build_model",
@@ -40,6 +44,7 @@ __all__ = [
     "MotifBank",
     "ProjectionStats",
     "Span",
+    "TrainConfig",
     "attach_qat",
     "bake",
     "bound_bits",
@@ -52,15 +57,20 @@ __all__ = [
     "is_frozen",
     "is_qat",
     "layout_of",
+    "load_results",
     "motif_count",
     "nearest_motif",
     "pool_parameters",
     "project",
     "rac",
     "remove_qat",
+    "reproduce",
     "set_qat_bits",
     "stream_info",
+    "summarize",
+    "sweep",
     "to_blocks",
+    "train",
     "write_atomic",
     "write_blocks",
 ]

@@ -50,6 +50,8 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--out", default=out, help=f"output directory (default: {out})")
     p.add_argument("--resume", action="store_true", help="continue the run(s) in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--estimators", nargs="+", default=["bdm", "gzip", "bz2", "lzma"],
+                   help="kcomplex estimators measured every epoch (default: the paper's)")
 
 
 def _train_parser(sub) -> None:
@@ -71,8 +73,6 @@ def _train_parser(sub) -> None:
     t.add_argument("--lr", type=float, help="default per model")
     t.add_argument("--weight-decay", type=float, help="default per model")
     t.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
-    t.add_argument("--estimators", nargs="+", default=["bdm", "gzip", "bz2", "lzma"],
-                   help="kcomplex estimators measured every epoch")
 
 
 def _experiment_parsers(sub) -> None:
@@ -174,7 +174,8 @@ def _experiment(args: argparse.Namespace) -> None:
 
     common = dict(out=args.out, model=args.model, dataset=args.dataset, epochs=args.epochs,
                   quick=args.quick, seed=args.seed, data_dir=args.data_dir,
-                  device=args.device, resume=args.resume, plots=not args.no_plots,
+                  device=args.device, estimators=args.estimators, resume=args.resume,
+                  plots=not args.no_plots,
                   progress=False if args.no_progress else None)
     if args.command == "reproduce":
         table = reproduce(**common)

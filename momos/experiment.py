@@ -114,6 +114,7 @@ def reproduce(
     seed: int = 0,
     data_dir: str | None = None,
     device: str = "auto",
+    estimators: Sequence[str] = TrainConfig.estimators,
     resume: bool = False,
     plots: bool = True,
     progress: bool | None = None,
@@ -136,6 +137,8 @@ def reproduce(
         Seed of every run.
     data_dir, device : str
         As in :class:`~momos.train.TrainConfig`.
+    estimators : sequence of str
+        kcomplex estimators measured every epoch (default: the paper's bdm, gzip, bz2, lzma).
     resume : bool
         Keep finished runs found in ``out`` and resume unfinished ones.
     plots : bool
@@ -161,7 +164,7 @@ def reproduce(
     if epochs is None:
         epochs = QUICK_EPOCHS if quick else 30
     base = TrainConfig(model=model, dataset=dataset, epochs=epochs, seed=seed,
-                       data_dir=data_dir, device=device)
+                       data_dir=data_dir, device=device, estimators=tuple(estimators))
     configs = {name: dataclasses.replace(base, **fields) for name, fields in REPRODUCE_RUNS.items()}
     outdir = _prepare(out)
     results = _run_all(configs, outdir, resume, progress)
@@ -187,6 +190,7 @@ def sweep(
     seed: int = 0,
     data_dir: str | None = None,
     device: str = "auto",
+    estimators: Sequence[str] = TrainConfig.estimators,
     baseline: bool = True,
     resume: bool = False,
     plots: bool = True,
@@ -224,7 +228,7 @@ def sweep(
     if epochs is None:
         epochs = QUICK_EPOCHS if quick else 30
     base = TrainConfig(model=model, dataset=dataset, epochs=epochs, seed=seed,
-                       data_dir=data_dir, device=device)
+                       data_dir=data_dir, device=device, estimators=tuple(estimators))
     configs = {"baseline": base} if baseline else {}
     for s in s_values:
         for c in capacities:

@@ -9,6 +9,7 @@ EXPECTED = {
     "Span", "attach_qat", "bake", "bound_bits", "fake_quantize", "freeze_mosaic",
     "is_frozen", "is_qat", "layout_of", "motif_count", "nearest_motif", "pool_parameters",
     "project", "rac", "remove_qat", "set_qat_bits", "to_blocks", "write_blocks",
+    "METHODS", "TrainConfig", "load_results", "train", "reproduce", "summarize", "sweep",
 }
 
 
