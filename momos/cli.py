@@ -80,6 +80,8 @@ def _experiment_parsers(sub) -> None:
     _common(r, "momos-reproduce")
     r.add_argument("--epochs", type=int, help="epochs per run (default 30; 3 with --quick)")
     r.add_argument("--quick", action="store_true", help="3 epochs: a fast smoke run")
+    r.add_argument("--seeds", type=int, nargs="+",
+                   help="several seeds: runs in OUT/seed<N>/, mean ± std in OUT/summary.csv")
     r.add_argument("--no-plots", action="store_true")
     w = sub.add_parser("sweep", help="MoMos over an s x capacity grid (the paper's by default)")
     _common(w, "momos-sweep")
@@ -178,6 +180,8 @@ def _experiment(args: argparse.Namespace) -> None:
                   plots=not args.no_plots,
                   progress=False if args.no_progress else None)
     if args.command == "reproduce":
+        if args.seeds:
+            common["seed"] = args.seeds
         table = reproduce(**common)
     else:
         grid = {}

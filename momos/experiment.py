@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from .train import TrainConfig, load_results, train
 
-__all__ = ["PAPER_CAPACITIES", "PAPER_S", "REPRODUCE_RUNS", "format_table", "markdown_table",
-           "reproduce", "summarize", "sweep"]
+__all__ = ["PAPER_CAPACITIES", "PAPER_S", "REPRODUCE_RUNS", "aggregate", "format_table",
+           "markdown_table", "reproduce", "summarize", "sweep"]
 
 #: The four runs of :func:`reproduce`: name -> fields of :class:`~momos.train.TrainConfig`.
 REPRODUCE_RUNS: dict[str, dict[str, Any]] = {
@@ -111,7 +111,7 @@ def reproduce(
     model: str = "mlp",
     epochs: int | None = None,
     quick: bool = False,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     data_dir: str | None = None,
     device: str = "auto",
     estimators: Sequence[str] = TrainConfig.estimators,
@@ -133,8 +133,10 @@ def reproduce(
         Training epochs per run; default 30, or 3 with ``quick``.
     quick : bool
         A fast smoke run (3 epochs) that exercises every step.
-    seed : int
-        Seed of every run.
+    seed : int or sequence of int
+        Seed of every run. Several seeds: the four runs per seed go to ``out/seed<N>/``
+        (each with its own report) and ``out`` gets the :func:`aggregate` table (mean and
+        standard deviation over seeds) in ``summary.csv`` and ``report.md``.
     data_dir, device : str
         As in :class:`~momos.train.TrainConfig`.
     estimators : sequence of str
@@ -149,7 +151,7 @@ def reproduce(
     Returns
     -------
     pandas.DataFrame
-        :func:`summarize` of the four runs.
+        :func:`summarize` of the four runs; for several seeds, their :func:`aggregate`.
 
     Examples
     --------
@@ -163,18 +165,70 @@ def reproduce(
     """
     if epochs is None:
         epochs = QUICK_EPOCHS if quick else 30
-    base = TrainConfig(model=model, dataset=dataset, epochs=epochs, seed=seed,
-                       data_dir=data_dir, device=device, estimators=tuple(estimators))
-    configs = {name: dataclasses.replace(base, **fields) for name, fields in REPRODUCE_RUNS.items()}
+    seeds = [seed] if isinstance(seed, int) else list(seed)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
     outdir = _prepare(out)
-    results = _run_all(configs, outdir, resume, progress)
-    table = summarize(results)
-    if outdir is not None:
-        from .report import write_report
+    title = f"momos reproduce: {model} on {dataset}"
+    tables = {}
+    for one in seeds:
+        base = TrainConfig(model=model, dataset=dataset, epochs=epochs, seed=one,
+                           data_dir=data_dir, device=device, estimators=tuple(estimators))
+        configs = {name: dataclasses.replace(base, **fields)
+                   for name, fields in REPRODUCE_RUNS.items()}
+        where = outdir if outdir is None or len(seeds) == 1 else outdir / f"seed{one}"
+        results = _run_all(configs, where, resume, progress)
+        tables[one] = summarize(results)
+        if where is not None:
+            from .report import write_report
 
-        write_report(outdir, results, table, title=f"momos reproduce: {model} on {dataset}",
-                     plots=plots)
+            where.mkdir(parents=True, exist_ok=True)
+            write_report(where, results, tables[one], title=title, plots=plots)
+    if len(seeds) == 1:
+        return tables[seeds[0]]
+    table = aggregate(tables)
+    if outdir is not None:
+        from .report import write_seed_report
+
+        write_seed_report(outdir, tables, table, title=f"{title}, seeds {seeds}")
     return table
+
+
+def aggregate(tables: dict[int, pd.DataFrame]) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds of every numeric column.
+
+    Parameters
+    ----------
+    tables : dict
+        Seed -> :func:`summarize` table, all with the same runs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The runs as rows; each numeric column holds the mean over seeds and gets a
+        ``<column>_std`` companion (``ddof=1``; NaN for one seed); ``n_seeds``; the
+        non-numeric columns (``method``) of the first table.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"method": ["m"], "test_acc": [0.9]}, index=["r"])
+    >>> b = pd.DataFrame({"method": ["m"], "test_acc": [0.8]}, index=["r"])
+    >>> t = aggregate({0: a, 1: b})
+    >>> round(float(t.loc["r", "test_acc"]), 3), round(float(t.loc["r", "test_acc_std"]), 4)
+    (0.85, 0.0707)
+    """
+    frames = list(tables.values())
+    first = frames[0]
+    stacked = pd.concat(frames, keys=list(tables))
+    numeric = [c for c in first.columns if pd.api.types.is_numeric_dtype(first[c])
+               and not first[c].isna().all()]
+    grouped = stacked[numeric].astype(float).groupby(level=1, sort=False)
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    out = first.drop(columns=numeric).join(mean)
+    for c in numeric:
+        out[f"{c}_std"] = std[c]
+    out["n_seeds"] = len(frames)
+    return out.loc[first.index]
 
 
 def sweep(
@@ -282,16 +336,19 @@ _COLUMNS: Sequence[tuple[str, str, str]] = (
 )
 
 
-def _cell(value: Any, fmt: str) -> str:
+def _cell(value: Any, fmt: str, spread: Any = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return fmt.format(value)
+    if spread is None or (isinstance(spread, float) and math.isnan(spread)):
+        return fmt.format(value)
+    return f"{fmt.format(value)} ± {fmt.format(spread)}"
 
 
 def _format(table: pd.DataFrame, markdown: bool) -> str:
     cols = [c for c in _COLUMNS if c[0] in table.columns]
     header = ["run"] + [h for _, h, _ in cols]
-    body = [[str(name)] + [_cell(row[c], f) for c, _, f in cols] for name, row in table.iterrows()]
+    body = [[str(name)] + [_cell(row[c], f, row.get(f"{c}_std")) for c, _, f in cols]
+            for name, row in table.iterrows()]
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join(["---"] + ["---:"] * len(cols)) + "|"]

@@ -16,7 +16,7 @@ import pandas as pd
 from .codec import write_atomic
 
 __all__ = ["plot_accuracy_vs_bits", "plot_complexity", "plot_motif_usage", "usage_share",
-           "write_report"]
+           "write_report", "write_seed_report"]
 
 
 def _pyplot():
@@ -220,6 +220,47 @@ def write_report(outdir: str | os.PathLike, runs: dict[str, dict], table: pd.Dat
     ]
     for caption, name in figures:
         parts += [f"## {caption}", "", f"![{caption}]({name})", ""]
+    path = outdir / "report.md"
+    write_atomic(path, "\n".join(parts).encode("utf-8"))
+    return path
+
+
+def _seed_checks(tables: dict[int, pd.DataFrame]) -> list[str]:
+    """The paper's claims, counted over seeds."""
+    n = len(tables)
+    first = next(iter(tables.values()))
+    lines = []
+    for name in first.index[first["method"].str.startswith("momos")]:
+        if "baseline" in first.index:
+            gaps = [100 * (t.loc["baseline", "test_acc"] - t.loc[name, "test_acc"])
+                    for t in tables.values()]
+            within = sum(g <= 2 for g in gaps)
+            lines.append(f"- `{name}`: test accuracy within 2 points of the baseline in "
+                         f"{within}/{n} seeds (gap {np.mean(gaps):+.1f} ± "
+                         f"{np.std(gaps, ddof=1):.1f} points; positive = below the baseline).")
+        if "bdm_ratio" in first.columns:
+            below = sum(t.loc[name, "bdm_ratio"] < 1 for t in tables.values())
+            lines.append(f"- `{name}`: BDM(trained)/BDM(init) < 1 in {below}/{n} seeds.")
+        shorter = sum(t.loc[name, "exact_bits"] < t.loc[name, "bound_bits"]
+                      for t in tables.values())
+        lines.append(f"- `{name}`: exact code shorter than the paper's bound in {shorter}/{n} "
+                     "seeds.")
+    return lines
+
+
+def write_seed_report(outdir: str | os.PathLike, tables: dict[int, pd.DataFrame],
+                      table: pd.DataFrame, *, title: str) -> Path:
+    """``summary.csv`` and ``report.md`` of a multi-seed experiment: mean ± standard
+    deviation over seeds, the claims counted per seed, links to each seed's report."""
+    from .experiment import markdown_table
+
+    outdir = Path(outdir)
+    write_atomic(outdir / "summary.csv", table.to_csv().encode("utf-8"))
+    parts = [f"# {title}", "", "Mean ± sample standard deviation over seeds.", "",
+             markdown_table(table), "",
+             "## What these runs say about the paper's claims", "", *_seed_checks(tables), "",
+             "## Each seed", "",
+             *(f"- [seed {s}](seed{s}/report.md)" for s in tables), ""]
     path = outdir / "report.md"
     write_atomic(path, "\n".join(parts).encode("utf-8"))
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -111,3 +112,22 @@ def test_cli_errors_are_messages(tmp_path, capsys):
                  "--out", str(tmp_path / "x"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte" in err
+
+
+def test_reproduce_over_seeds_aggregates(tmp_path):
+    table = reproduce(out=tmp_path, seed=[0, 1], epochs=0, plots=False, progress=False,
+                      estimators=("zstd",))
+    per_seed = {s: pd.read_csv(tmp_path / f"seed{s}" / "summary.csv", index_col="run")
+                for s in (0, 1)}
+    for col in ("test_acc", "zstd_rate_init", "exact_bits"):
+        values = pd.concat([per_seed[0][col], per_seed[1][col]], axis=1)
+        # summary.csv round-trips floats to ~1e-16: compare to 1e-12.
+        assert np.allclose(table[col], values.mean(axis=1), rtol=1e-12, atol=0), col
+        assert np.allclose(table[f"{col}_std"], values.std(axis=1, ddof=1), rtol=1e-12,
+                           atol=0), col
+    assert (table["n_seeds"] == 2).all()
+    assert per_seed[0].loc["baseline", "test_acc"] != per_seed[1].loc["baseline", "test_acc"]
+    report = (tmp_path / "report.md").read_text()
+    assert " ± " in report and "[seed 1](seed1/report.md)" in report
+    with pytest.raises(ValueError, match="distinct"):
+        reproduce(out=None, seed=[1, 1], epochs=0)
