@@ -367,15 +367,20 @@ def _decode_body(body: bytes, max_numel: int) -> tuple[dict[str, torch.Tensor], 
         out[name] = torch.from_numpy(np.frombuffer(blob, "<f4").astype(np.float32)).reshape(shape)
     if len(out) != n_coded + n_left:
         raise CodecError("corrupt header: duplicate tensor names")
-    header_bits = 8 * (_PREFIX.size + len(body) - bank_bytes - mosaic_len
-                       - sum(n for _, n in left_meta))
+    # Attributed as DescriptionLength does: the q=16 kind bit / q<16 scale to the bank, the
+    # coded mosaic's usage counts and payload size to the mosaic, the rest to the header.
+    bank_bits = 8 * bank_bytes + {32: 0, 16: 1}.get(q, 32)
+    mosaic_bits = 8 * mosaic_len + (
+        int(elias_delta_length(np.append(counts + 1, payload_len // 4 + 1)).sum()) if coded else 0)
+    leftover_bits = 8 * sum(n for _, n in left_meta)
+    total_bits = 8 * (_PREFIX.size + len(body))
     info = {
         "s": s, "k": k, "q": q, "m": m, "mosaic_coded": bool(coded),
         "n_coded_tensors": n_coded, "n_leftover_tensors": n_left,
         "n_weights": sum(math.prod(shape) for _, shape in tensors),
-        "header_bits": header_bits, "bank_bits": 8 * bank_bytes,
-        "mosaic_bits": 8 * mosaic_len, "leftover_bits": 8 * sum(n for _, n in left_meta),
-        "total_bits": 8 * (_PREFIX.size + len(body)),
+        "header_bits": total_bits - bank_bits - mosaic_bits - leftover_bits,
+        "bank_bits": bank_bits, "mosaic_bits": mosaic_bits, "leftover_bits": leftover_bits,
+        "total_bits": total_bits,
     }
     return out, info
 

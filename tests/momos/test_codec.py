@@ -15,7 +15,8 @@ from torch import nn
 
 from kcomplex.mdl import BitWriter, dequantize_uniform, quantize_uniform
 from momos.blocks import layout_of
-from momos.codec import CodecError, decode, description_length, encode, write_atomic
+from momos.codec import (CodecError, decode, description_length, encode, stream_info,
+                         write_atomic)
 from momos.projection import MoMos
 
 GOLDEN = bytes.fromhex(
@@ -78,6 +79,11 @@ def test_round_trip(s, size, force_zero, q):
     assert dl.total_bits == 8 * len(data)
     assert dl.header_bits + dl.bank_bits + dl.mosaic_bits + dl.leftover_bits == dl.total_bits
     assert dl.leftover_bits > 0
+    info = stream_info(data)  # read from the stream alone, itemized the same way
+    assert (info["header_bits"], info["bank_bits"], info["mosaic_bits"], info["leftover_bits"],
+            info["total_bits"], info["mosaic_coded"]) == (
+        dl.header_bits, dl.bank_bits, dl.mosaic_bits, dl.leftover_bits, dl.total_bits,
+        dl.mosaic_coded)
     k = mm.motifs.shape[0]
     assert dl.mosaic_bits_fixed == 8 * math.ceil(mm.layout.m * (k - 1).bit_length() / 8)
     assert dl.mosaic_bits <= dl.mosaic_bits_fixed  # the shorter is kept (+ 1 flag bit)

@@ -54,6 +54,8 @@ def test_reproduce_resume_keeps_finished_runs(tmp_path):
     again = reproduce(out=tmp_path, resume=True, **fast)
     assert {n: (tmp_path / n / "results.json").stat().st_mtime_ns for n in REPRODUCE_RUNS} == stamp
     assert list(again.index) == list(REPRODUCE_RUNS)
+    report = (tmp_path / "report.md").read_text()
+    assert "Not trained (epoch 0 only)" in report and "nan" not in report
 
 
 def test_sweep_grid_and_errors(tmp_path):
