@@ -90,6 +90,8 @@ CASES: dict[str, Case] = {
         Case("bin2d-3000", 2, 2, "rng.random((3000, 3000)) < 0.5", _binary((3000, 3000))),
         Case("sym4-1e6", 1, 4, "rng.integers(0, 4, 1e6)", _uniform(10**6, 4), quick=True),
         Case("sym4-1e7", 1, 4, "rng.integers(0, 4, 1e7)", _uniform(10**7, 4)),
+        Case("sym5-1e7", 1, 5, "rng.integers(0, 5, 1e7)", _uniform(10**7, 5)),
+        Case("sym6-1e7", 1, 6, "rng.integers(0, 6, 1e7)", _uniform(10**7, 6)),
         Case("sym9-1e6", 1, 9, "rng.integers(0, 9, 1e6)", _uniform(10**6, 9), quick=True),
         Case("sym9-1e7", 1, 9, "rng.integers(0, 9, 1e7)", _uniform(10**7, 9)),
     ]
@@ -424,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     if set(selected) & (set(TARGETS) | {LOAD_CASE}):
         parts += ["## Targets (DESIGN.md)", "", targets_md(results, load), ""]
     parts += ["## Notes", "", notes(args.repeat, no_pybdm), "",
-              f"Total wall time: {wall:.0f} s."]
+              f"Total wall time: {wall:.0f} s; load average at the end: {load_average()}."]
     print("\n".join(parts), flush=True)
 
     if args.json:

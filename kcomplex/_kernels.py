@@ -5,8 +5,10 @@ Blocks are encoded as integers of ``bits`` bits per symbol read row-major with t
 symbol most significant (at most 48 bits), so decoding needs shifts, not divisions.
 Distinct blocks are counted in order of first appearance, the order in which pybdm's
 ``Counter`` adds them, so sums match pybdm to the last bit: in a direct-address table
-where the key space is small, else in cache-sized hash tables over partitions of the
-keys; counts of pieces are merged in an open-addressing hash table.
+where the key space is small, in first-seen bitmaps up to 24-bit keys, else in
+cache-sized hash tables over partitions of the keys; counts of pieces are merged in an
+open-addressing hash table. CTM values are read at the rank of the canonical key, from
+two small tables where they fit in the CPU caches, else computed symbol by symbol.
 
 Inputs are validated by the callers in ``bdm.py``: these kernels assume ``uint8``
 symbols below ``2**bits``, C-contiguous arrays and in-range geometry. Every kernel also runs
@@ -210,6 +212,92 @@ def dense_2d(x, r0, c0, height, width, size, step, bits, counts, first, seq):
 
 
 @njit(cache=True)
+def _see(keys, counts, m, seen, multi, firsts, n, rep_counts):
+    """Add ``counts`` of ``keys[:m]`` to the bitmaps of a first-seen state: keys not seen
+    before go to ``firsts[n:]``; the rest of the counts, moved to the front of ``keys``
+    and ``rep_counts``, are for the caller to add to the hash counter of repeats.
+    Returns ``n`` and the number of those repeats."""
+    r = 0
+    for t in range(m):
+        key = keys[t]
+        c = counts[t]
+        byte = key >> 3
+        bit = 1 << (key & 7)
+        old = seen[byte]
+        if not old & bit:
+            seen[byte] = old | bit
+            firsts[n] = key
+            n += 1
+            c -= 1
+            if c == 0:
+                continue
+        multi[byte] |= bit
+        keys[r] = key
+        rep_counts[r] = c
+        r += 1
+    return n, r
+
+
+@njit(cache=True)
+def seen_1d(x, start, stop, size, step, bits, seen, multi, firsts, n, slots, order, n_rep):
+    """Count the windows of :func:`block_keys_1d` in a first-seen state, for key spaces
+    too large for :func:`dense_1d` but small enough for a bitmap (2 MB at 24 bits).
+
+    ``seen`` and ``multi`` are bitmaps over the keys (bytes of 8 keys): a key not yet
+    seen is appended to ``firsts[n:]`` (the caller leaves room for every window); a key
+    seen before is marked in ``multi`` and its extra count goes to a hash-counter state,
+    which stays small when blocks repeat little (a random 4-symbol string: 20,179 of
+    812,790 distinct blocks repeat), so most blocks cost one bitmap probe instead of a
+    hash probe. Returns ``n, slots, order, n_rep``.
+
+    Keys are made 1,024 at a time into a buffer, then looked up: in one loop, the
+    stores into the bitmaps (bytes, as the symbols are) keep the compiler from
+    optimizing the reads of the symbols."""
+    buf = np.empty(1024, dtype=np.int64)
+    ones = np.ones(buf.size, dtype=np.int64)
+    rep_counts = np.empty(buf.size, dtype=np.int64)
+    s = start
+    while s + size <= stop:
+        m = min(buf.size, (stop - s - size) // step + 1)
+        for t in range(m):
+            key = 0
+            for j in range(s, s + size):
+                key = (key << bits) | int(x[j])
+            buf[t] = key
+            s += step
+        n, r = _see(buf, ones, m, seen, multi, firsts, n, rep_counts)
+        if r:
+            slots, order, n_rep = merge_counts(buf[:r], rep_counts[:r], slots, order, n_rep)
+    return n, slots, order, n_rep
+
+
+@njit(cache=True)
+def seen_counts(keys, counts, seen, multi, firsts, n, slots, order, n_rep):
+    """Add ``counts`` of ``keys`` (in order) to a first-seen state, as :func:`seen_1d`."""
+    reps = keys.copy()
+    rep_counts = np.empty(keys.size, dtype=np.int64)
+    n, r = _see(reps, counts, keys.size, seen, multi, firsts, n, rep_counts)
+    slots, order, n_rep = merge_counts(reps[:r], rep_counts[:r], slots, order, n_rep)
+    return n, slots, order, n_rep
+
+
+@njit(cache=True)
+def seen_result(multi, firsts, n, slots):
+    """Counts of ``firsts[:n]`` of a first-seen state: 1, plus the extra count of the
+    keys marked in ``multi``."""
+    out = np.ones(n, dtype=np.int64)
+    mask = slots.shape[0] - 1
+    for i in range(n):
+        key = firsts[i]
+        if multi[key >> 3] & (1 << (key & 7)):
+            h = _slot(key, mask)
+            while slots[h, 0] != key:
+                h = (h + 1) & mask
+            out[i] += slots[h, 1]
+    return out
+
+
+@njit(cache=True)
 def merge_counts(keys, counts, slots, order, n):
     """Add ``counts`` of ``keys`` (in order) into a hash-counter state."""
     for i in range(keys.size):
@@ -284,11 +372,91 @@ def ctm_of_keys(keys, length, bits, f, values, missing):
 
 
 @njit(cache=True)
-def bdm_sum(ctm, counts):
-    """Sum of ``ctm + log2(count)`` in the given order, as pybdm adds them."""
-    total = 0.0
+def split_rank_tables(length, bits, n_symbols, f, split):
+    """Tables that rank a raw block key of ``length`` symbols in two reads: the rank of
+    its canonical key is ``pre_rank[h] + suf_rank[pre_off[h] + l]`` for the key's first
+    ``split`` symbols ``h`` and the others ``l``.
+
+    ``pre_*`` rank the first symbols and name the labels they leave in use (a state:
+    which symbols got which labels); ``suf_rank`` ranks the other symbols from each
+    state. Rows of keys with symbols ``>= n_symbols`` are left 0 (no block has them)."""
+    suf_len = length - split
+    n_pre = 1 << (bits * split)
+    n_suf = 1 << (bits * suf_len)
+    mask = (1 << bits) - 1
+    base = n_symbols + 1
+    pre_rank = np.zeros(n_pre, dtype=np.int64)
+    codes = np.full(n_pre, -1, dtype=np.int64)  # the state of each prefix, as a number
+    label = np.empty(n_symbols, dtype=np.int64)
+    for h in range(n_pre):
+        for q in range(n_symbols):
+            label[q] = -1
+        m, r, valid = _rank_digits(h, split, 0, bits, mask, n_symbols, f, label, 0)
+        if valid:
+            pre_rank[h] = r
+            code = 0
+            for q in range(n_symbols):
+                code = code * base + label[q] + 1
+            codes[h] = code
+    states = np.unique(codes[codes >= 0])
+    pre_off = np.searchsorted(states, codes) * n_suf
+    for h in range(n_pre):
+        if codes[h] < 0:
+            pre_off[h] = 0
+    suf_rank = np.zeros(states.size * n_suf, dtype=np.int64)
+    for state in range(states.size):
+        for l in range(n_suf):
+            code = states[state]
+            m0 = 0
+            for q in range(n_symbols - 1, -1, -1):
+                label[q] = code % base - 1
+                m0 += label[q] >= 0
+                code //= base
+            r = _rank_digits(l, suf_len, split, bits, mask, n_symbols, f, label, m0)[1]
+            suf_rank[state * n_suf + l] = r
+    return pre_rank, pre_off, suf_rank
+
+
+@njit(cache=True)
+def _rank_digits(key, n_digits, first, bits, mask, n_symbols, f, label, m):
+    """Rank terms of the ``n_digits`` symbols of ``key`` at positions ``first, ...`` of a
+    block, labels in ``label`` (updated) and ``m`` of them in use; returns ``m, rank,
+    valid`` (``valid`` false for a symbol ``>= n_symbols``)."""
+    r = 0
+    for i in range(n_digits):
+        sym = (key >> (bits * (n_digits - 1 - i))) & mask
+        if sym >= n_symbols:
+            return m, r, False
+        d = label[sym]
+        if d < 0:
+            d = m
+            label[sym] = m
+        r += d * f[first + i + 1, m]
+        m += d == m
+    return m, r, True
+
+
+@njit(cache=True)
+def ctm_by_tables(keys, suf_bits, pre_rank, pre_off, suf_rank, values, missing):
+    """CTM value of each raw block key ranked by :func:`split_rank_tables` (``suf_bits``:
+    the bits of the suffix), NaN in ``values`` read as ``missing``."""
+    out = np.empty(keys.size, dtype=np.float64)
+    mask = (1 << suf_bits) - 1
+    for t in range(keys.size):
+        key = keys[t]
+        h = key >> suf_bits
+        v = values[pre_rank[h] + suf_rank[pre_off[h] + (key & mask)]]
+        out[t] = v if v == v else missing
+    return out
+
+
+@njit(cache=True)
+def bdm_sum(ctm, counts, total):
+    """``total`` plus ``ctm + log2(count)`` in the given order, as pybdm adds them (a
+    count of 1 adds ``ctm + 0.0``, that is ``ctm``, without calling ``log2``)."""
     for i in range(ctm.size):
-        total += ctm[i] + math.log2(counts[i])
+        c = counts[i]
+        total += ctm[i] if c == 1 else ctm[i] + math.log2(c)
     return total
 
 

@@ -98,8 +98,11 @@ class BlockCounts:
 
 # Key spaces up to this many bits are counted in direct-address arrays (binary 1-D and
 # 2-D blocks: 4,096 and 65,536 keys; the 2-D table is binary, so 2-D is always dense);
-# larger ones by partitioned hashing of the keys of up to _CHUNK blocks at a time.
+# up to _SEEN_BITS in first-seen bitmaps (4 symbols, blocks of 11 and 12: 2 MB), where
+# a key seen before goes to a hash counter; larger ones by partitioned hashing of the
+# keys of up to _CHUNK blocks at a time.
 _DENSE_BITS = 20
+_SEEN_BITS = 24
 _CHUNK = 1 << 22
 
 
@@ -110,13 +113,17 @@ class _Accumulator:
         self.ndim, self.n_symbols = ndim, n_symbols
         self.bits = bits_per_symbol(n_symbols)
         self._dense: dict[int, list] = {}
+        # size -> [seen, multi, firsts, n, hash state of repeats (slots, order, n_rep)]
+        self._seen: dict[int, list] = {}
         self._sparse: dict[int, list] = {}  # size -> [single piece or None, hash state or None]
         self._order: list[int] = []
 
     def _key_bits(self, size: int) -> int:
         return self.bits * size**self.ndim
 
-    def _is_dense(self, size: int) -> bool:
+    def _kind(self, size: int) -> dict[int, list]:
+        """The counter of blocks of ``size`` (created on first use): ``self._dense``,
+        ``self._seen`` or ``self._sparse``."""
         if size not in self._order:
             self._order.append(size)
             key_bits = self._key_bits(size)
@@ -126,9 +133,24 @@ class _Accumulator:
                     np.zeros(1 << key_bits, dtype=np.int64),
                     0,
                 ]
+            elif key_bits <= _SEEN_BITS:
+                n_bytes = 1 << (key_bits - 3)
+                self._seen[size] = [np.zeros(n_bytes, dtype=np.uint8),
+                                    np.zeros(n_bytes, dtype=np.uint8),
+                                    np.empty(0, dtype=np.int64), 0, _k.new_table(0)]
             else:
                 self._sparse[size] = [None, None]
-        return size in self._dense
+        return next(kind for kind in (self._dense, self._seen, self._sparse) if size in kind)
+
+    def _seen_room(self, size: int, more: int) -> list:
+        """The first-seen state of ``size`` with room for ``more`` new keys."""
+        entry = self._seen[size]
+        need = min(entry[3] + more, 1 << self._key_bits(size))
+        if entry[2].size < need:
+            firsts = np.empty(max(need, 2 * entry[2].size), dtype=np.int64)
+            firsts[: entry[3]] = entry[2][: entry[3]]
+            entry[2] = firsts
+        return entry
 
     def _add_piece(self, size: int, keys: np.ndarray, counts: np.ndarray) -> None:
         """Counts of the next piece, merged in order (a hash table only from the second
@@ -144,30 +166,40 @@ class _Accumulator:
         entry[1] = _k.merge_counts(keys, counts, *entry[1])
 
     def add_1d(self, x: np.ndarray, start: int, stop: int, size: int, step: int) -> None:
-        if self._is_dense(size):
+        kind = self._kind(size)
+        n_windows = max(0, (stop - start - size) // step + 1)
+        if kind is self._dense:
             d = self._dense[size]
             d[2] = _k.dense_1d(x, start, stop, size, step, self.bits, d[0], d[1], d[2])
-            return
-        n_windows = max(0, (stop - start - size) // step + 1)
-        for first in range(0, n_windows, _CHUNK):
-            last = min(n_windows, first + _CHUNK)
-            lo = start + first * step
-            keys = _k.block_keys_1d(x, lo, lo + (last - first - 1) * step + size, size,
-                                    step, self.bits)
-            self._add_piece(size, *_k.count_keys(keys, self._key_bits(size)))
+        elif kind is self._seen:
+            e = self._seen_room(size, n_windows)
+            e[3], *rep = _k.seen_1d(x, start, stop, size, step, self.bits, *e[:4], *e[4])
+            e[4] = tuple(rep)
+        else:
+            for first in range(0, n_windows, _CHUNK):
+                last = min(n_windows, first + _CHUNK)
+                lo = start + first * step
+                keys = _k.block_keys_1d(x, lo, lo + (last - first - 1) * step + size, size,
+                                        step, self.bits)
+                self._add_piece(size, *_k.count_keys(keys, self._key_bits(size)))
 
     def add_2d(self, x, r0: int, c0: int, height: int, width: int, size: int, step: int):
-        self._is_dense(size)
+        self._kind(size)
         d = self._dense[size]
         d[2] = _k.dense_2d(x, r0, c0, height, width, size, step, self.bits, *d)
 
     def add_counts(self, size: int, keys: np.ndarray, counts: np.ndarray) -> None:
-        if self._is_dense(size):
+        kind = self._kind(size)
+        if kind is self._dense:
             d = self._dense[size]
             new = keys[d[0][keys] == 0]
             d[1][new] = d[2] + np.arange(new.size)
             d[2] += new.size
             d[0][keys] += counts
+        elif kind is self._seen:
+            e = self._seen_room(size, keys.size)
+            e[3], *rep = _k.seen_counts(keys, counts, *e[:4], *e[4])
+            e[4] = tuple(rep)
         else:
             self._add_piece(size, keys, counts)
 
@@ -179,6 +211,10 @@ class _Accumulator:
                 keys = np.flatnonzero(counts)
                 keys = keys[np.argsort(first[keys], kind="stable")]
                 groups[size] = (keys, counts[keys])
+            elif size in self._seen:
+                _, multi, firsts, n, (slots, _, _) = self._seen[size]
+                keys = firsts[:n] if 2 * n > firsts.size else firsts[:n].copy()
+                groups[size] = (keys, _k.seen_result(multi, firsts, n, slots))
             else:
                 piece, state = self._sparse[size]
                 if state is not None:
@@ -406,11 +442,10 @@ class BDM:
     def bdm_from_counts(self, counts: BlockCounts) -> float:
         """BDM in bits of counted blocks."""
         self._check_counts(counts)
-        ctm, mult = [], []
-        for size, (keys, n) in counts.groups.items():
-            ctm.append(self.table.lookup(size, keys))
-            mult.append(n)
-        return float(_k.bdm_sum(np.concatenate(ctm), np.concatenate(mult)))
+        total = 0.0
+        for size, (keys, n) in counts.groups.items():  # one sum, in order, over the sides
+            total = _k.bdm_sum(self.table.lookup(size, keys), n, total)
+        return float(total)
 
     def ent_from_counts(self, counts: BlockCounts) -> float:
         """Shannon entropy in bits of the distribution of counted blocks."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import importlib.metadata
 import os
 import pickle
@@ -91,11 +92,16 @@ class CTMTable:
         """CTM values of raw block keys of side ``size``; absent blocks score max + 1."""
         length = size**self.ndim
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        return _k.ctm_of_keys(
+        split = _split(length, self.bits, self.n_symbols)
+        f = _k.rgs_completions(length, min(self.n_symbols, length))
+        if split is None:
+            return _k.ctm_of_keys(
+                keys, length, self.bits, f, self.values[size], self.missing_value(size)
+            )
+        return _k.ctm_by_tables(
             keys,
-            length,
-            self.bits,
-            _k.rgs_completions(length, min(self.n_symbols, length)),
+            self.bits * (length - split),
+            *_rank_tables(length, self.bits, self.n_symbols, split),
             self.values[size],
             self.missing_value(size),
         )
@@ -104,6 +110,35 @@ class CTMTable:
 @lru_cache(maxsize=None)
 def _missing(table: CTMTable, size: int) -> float:
     return float(np.nanmax(table.values[size])) + 1.0
+
+
+# Largest rank tables (entries, 8 bytes each) worth building: they must stay in the CPU
+# caches to beat ranking symbol by symbol.
+_RANK_TABLE_ENTRIES = 1 << 17
+
+
+@lru_cache(maxsize=None)
+def _split(length: int, bits: int, n_symbols: int) -> int | None:
+    """Where to split a block of ``length`` symbols for :func:`_k.split_rank_tables`: the
+    split with the smallest tables, or None where every split needs too large tables (the
+    large alphabets at length 12: their blocks are ranked symbol by symbol)."""
+    best, split = _RANK_TABLE_ENTRIES + 1, None
+    for a in range(1, length + 1):
+        states = sum(math.perm(n_symbols, m) for m in range(1, min(a, n_symbols) + 1))
+        entries = 2 ** (bits * a) + states * 2 ** (bits * (length - a))
+        if entries < best:
+            best, split = entries, a
+    return split
+
+
+@lru_cache(maxsize=None)
+def _rank_tables(length: int, bits: int, n_symbols: int, split: int) -> tuple[np.ndarray, ...]:
+    """The tables of :func:`_k.split_rank_tables`, built once per process (a few ms)."""
+    f = _k.rgs_completions(length, min(n_symbols, length))
+    tables = _k.split_rank_tables(length, bits, n_symbols, f, split)
+    for t in tables:
+        t.setflags(write=False)
+    return tables
 
 
 def cache_dir() -> Path:

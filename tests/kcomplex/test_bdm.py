@@ -98,10 +98,11 @@ def test_2d_matches_naive(case):
     ("n_symbols", "shape", "kind"),
     [
         (2, (12 * (2**16 + 5),), "uniform"),  # dense counter
-        (4, (12 * (2**16 + 2048),), "uniform"),  # hash counter grown past 2**16 keys
+        (4, (12 * (2**16 + 2048),), "uniform"),  # first-seen bitmap past 2**16 keys
+        (5, (12 * (2**16 + 2048),), "uniform"),  # hash counter grown past 2**16 keys
         (2, (4 * 257, 4 * 256 + 3), "sparse"),  # 2-D, 65,792 blocks
     ],
-    ids=["1d-binary", "1d-4sym", "2d-binary"],
+    ids=["1d-binary", "1d-4sym", "1d-5sym", "2d-binary"],
 )
 def test_past_2_16_blocks(n_symbols, shape, kind):
     """int64 counters and indices: nothing wraps at 65,536 blocks or distinct keys."""
@@ -111,7 +112,7 @@ def test_past_2_16_blocks(n_symbols, shape, kind):
     counts = ours.count(x)
     assert counts.n_blocks > 2**16
     assert_counts_equal(counts, expected)
-    if n_symbols == 4:
+    if n_symbols > 2:
         assert counts.n_distinct > 2**16
     assert ours.bdm_from_counts(counts) == pytest.approx(
         naive.bdm_of_counts(expected, n_symbols), rel=1e-12
@@ -447,18 +448,20 @@ def test_convenience_function_takes_the_options_of_bdm(shape):
     assert kcomplex.bdm(y, ndim=2, shape=shape) == BDM(ndim=2, shape=shape).bdm(y)
 
 
-def test_memmap_is_counted_in_place(tmp_path, monkeypatch):
+@pytest.mark.parametrize("n_symbols", [4, 5])
+def test_memmap_is_counted_in_place(tmp_path, monkeypatch, n_symbols):
     """A uint8 memmap (data beyond RAM) is read where it lies and counts like the array,
-    also past one chunk of block keys for the large-alphabet path."""
+    also past one chunk of block keys for the large-alphabet path (5 symbols; 4 symbols
+    are counted in first-seen bitmaps, without chunks)."""
     import importlib
 
     bdm_module = importlib.import_module("kcomplex.bdm")  # the attribute is the function
 
-    x = np.random.default_rng(5).integers(0, 4, 12 * 3000 + 7).astype(np.uint8)
+    x = np.random.default_rng(5).integers(0, n_symbols, 12 * 3000 + 7).astype(np.uint8)
     path = tmp_path / "x.u8"
     x.tofile(path)
     mm = np.memmap(path, dtype=np.uint8, mode="r")
-    b = BDM(n_symbols=4)
+    b = BDM(n_symbols=n_symbols)
     assert b._symbols(mm, "x") is mm or np.shares_memory(b._symbols(mm, "x"), mm)
     whole = b.count(x)
     monkeypatch.setattr(bdm_module, "_CHUNK", 1000)  # several chunks, merged in order

@@ -123,6 +123,59 @@ def test_merge_counts():
     assert state_result(state) == (list(expected), list(expected.values()))
 
 
+# -- first-seen bitmaps -------------------------------------------------------------------
+
+
+def new_seen(key_bits, room):
+    """An empty first-seen state: (seen, multi, firsts, n, slots, order, n_rep)."""
+    n_bytes = max(1, (1 << key_bits) >> 3)
+    return (np.zeros(n_bytes, dtype=np.uint8), np.zeros(n_bytes, dtype=np.uint8),
+            np.empty(room, dtype=np.int64), 0, *k.new_table(0))
+
+
+def seen_state_result(state):
+    _, multi, firsts, n, slots, _, _ = state
+    return firsts[:n].tolist(), k.seen_result(multi, firsts, n, slots).tolist()
+
+
+@pytest.mark.parametrize(
+    ("n_symbols", "size", "step", "start", "stop"),
+    [(4, 11, 11, 0, 3000), (4, 12, 1, 5, 2990), (4, 3, 2, 1, 3000), (2, 2, 1, 0, 3000)],
+)
+def test_seen_1d_matches_python(n_symbols, size, step, start, stop):
+    """Windows of few and of many repeats (the hash counter of repeats grows), also past
+    one buffer of keys, then more windows and counts added in order."""
+    x = np.random.default_rng(size).integers(0, n_symbols, 3000).astype(np.uint8)
+    bits = naive.bits_per_symbol(n_symbols)
+    state = new_seen(bits * size, 2 * 3000)
+    seen, multi, firsts = state[:3]
+    state = (seen, multi, firsts, *k.seen_1d(x, start, stop, size, step, bits, *state))
+    expected = windows_1d(x, start, stop, size, step, n_symbols)
+    assert seen_state_result(state) == python_counts(expected)
+    state = (seen, multi, firsts, *k.seen_1d(x, 7, 1500, size, size, bits, *state[:7]))
+    expected += windows_1d(x, 7, 1500, size, size, n_symbols)
+    assert seen_state_result(state) == python_counts(expected)
+    keys = np.array(expected[:50], dtype=np.int64)
+    counts = np.arange(1, 51, dtype=np.int64)
+    state = (seen, multi, firsts, *k.seen_counts(keys, counts, *state[:7]))
+    assert keys.tolist() == expected[:50]  # the caller's keys are left as they are
+    totals = dict(zip(*python_counts(expected)))
+    for key, c in zip(keys.tolist(), counts.tolist()):
+        totals[key] += c
+    assert seen_state_result(state) == (list(totals), list(totals.values()))
+
+
+def test_seen_counts_new_keys_with_counts():
+    """Counts above 1 of keys not seen before: the first goes to ``firsts``, the rest to
+    the repeats."""
+    keys = np.array([9, 3, 9, 200, 3, 0], dtype=np.int64)
+    counts = np.array([4, 1, 2, 1, 5, 1], dtype=np.int64)
+    state = new_seen(8, 6)
+    seen, multi, firsts = state[:3]
+    state = (seen, multi, firsts, *k.seen_counts(keys, counts, *state))
+    assert seen_state_result(state) == ([9, 3, 200, 0], [6, 6, 1, 1])
+
+
 # -- dense counting -----------------------------------------------------------------------
 
 
@@ -199,7 +252,9 @@ def test_rgs_completions_match_table_sizes(ndim, n_symbols):
         assert table.values[size].size == f[1, 1]
 
 
-@pytest.mark.parametrize(("n_symbols", "length"), [(2, 6), (4, 5), (5, 6), (9, 5), (6, 3)])
+@pytest.mark.parametrize(
+    ("n_symbols", "length"), [(2, 6), (4, 5), (4, 1), (5, 6), (9, 5), (9, 3), (6, 3)]
+)
 def test_ctm_of_keys_matches_python(n_symbols, length):
     rng = np.random.default_rng(length * n_symbols)
     n_labels = min(n_symbols, length)
@@ -214,12 +269,19 @@ def test_ctm_of_keys_matches_python(n_symbols, length):
     raws.append(tuple((n_symbols - 1 - i) % n_symbols for i in range(length)))
     keys = np.array([naive.encode(r, n_symbols) for r in raws], dtype=np.int64)
     f = k.rgs_completions(length, n_labels)
-    got = k.ctm_of_keys(keys, length, naive.bits_per_symbol(n_symbols), f, values, missing)
+    bits = naive.bits_per_symbol(n_symbols)
     expected = []
     for raw in raws:
         v = values[rank[naive.canonical(raw)]]
         expected.append(missing if np.isnan(v) else v)
-    assert got.tolist() == expected
+    assert k.ctm_of_keys(keys, length, bits, f, values, missing).tolist() == expected
+    for split in range(1, length + 1):  # every split with small rank tables
+        states = sum(math.perm(n_symbols, m) for m in range(1, min(split, n_symbols) + 1))
+        if 2 ** (bits * split) + states * 2 ** (bits * (length - split)) > 2**15:
+            continue
+        tables = k.split_rank_tables(length, bits, n_symbols, f, split)
+        got = k.ctm_by_tables(keys, bits * (length - split), *tables, values, missing)
+        assert got.tolist() == expected
 
 
 # -- sums ---------------------------------------------------------------------------------
@@ -232,7 +294,7 @@ def test_bdm_sum_and_ent_sum():
     total = 0.0
     for v, c in zip(ctm.tolist(), counts.tolist()):
         total += v + math.log2(c)
-    assert k.bdm_sum(ctm, counts) == total  # same order, same bits
+    assert k.bdm_sum(ctm, counts, 0.0) == total  # same order, same bits
     p = counts / counts.sum()
     assert k.ent_sum(counts) == pytest.approx(float(-(p * np.log2(p)).sum()), abs=1e-12)
     assert k.ent_sum(np.array([7], dtype=np.int64)) == 0.0
@@ -269,5 +331,6 @@ def test_kernels_without_jit():
 def test_jit_state_matches_environment():
     """Guards the run above: with NUMBA_DISABLE_JIT=1 the kernels are plain functions."""
     jit_off = os.environ.get("NUMBA_DISABLE_JIT") == "1"
-    for kernel in (k.block_keys_1d, k.count_keys, k.dense_1d, k.ctm_of_keys, k.rank_canonical):
+    for kernel in (k.block_keys_1d, k.count_keys, k.dense_1d, k.seen_1d, k.ctm_of_keys,
+                   k.ctm_by_tables, k.rank_canonical):
         assert isinstance(kernel, types.FunctionType) == jit_off
