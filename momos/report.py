@@ -246,6 +246,10 @@ def _seed_checks(tables: dict[int, pd.DataFrame]) -> list[str]:
     n = len(tables)
     first = next(iter(tables.values()))
     lines = []
+    if "baseline" in first.index and "bdm_ratio" in first.columns:
+        below = sum(t.loc["baseline", "bdm_ratio"] < 1 for t in tables.values())
+        lines.append(f"- For comparison, `baseline`: BDM(trained)/BDM(init) < 1 in {below}/{n} "
+                     "seeds.")
     for name in first.index[first["method"].str.startswith("momos")]:
         if "baseline" in first.index:
             gaps = [100 * (t.loc["baseline", "test_acc"] - t.loc[name, "test_acc"])
