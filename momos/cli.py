@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,6 +74,9 @@ def _train_parser(sub) -> None:
     t.add_argument("--lr", type=float, help="default per model")
     t.add_argument("--weight-decay", type=float, help="default per model")
     t.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel processes on this machine (gloo on CPU, one GPU each "
+                        "with nccl on CUDA); rank 0 writes the files. Default 1")
 
 
 def _experiment_parsers(sub) -> None:
@@ -150,6 +154,9 @@ def _size(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
+    if args.nproc != 1:
+        _launch(args)
+        return
     cfg = TrainConfig(
         model=args.model, dataset=args.dataset, method=args.method, s=args.s,
         capacity=args.capacity, k=args.k, q=args.q, force_zero=not args.no_force_zero,
@@ -158,6 +165,8 @@ def _train(args: argparse.Namespace) -> None:
         schedule=args.schedule, seed=args.seed, device=args.device, data_dir=args.data_dir,
         estimators=tuple(args.estimators))
     res = train(cfg, args.out, resume=args.resume, progress=False if args.no_progress else None)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun or --nproc: rank 0 reports
+        return
     summary, last = res["summary"], res["epochs"][-1]
     dl = summary["description_length"]
     print(f"{cfg.method} {cfg.model}/{cfg.dataset}: {last['epoch']} epochs, test acc "
@@ -169,6 +178,60 @@ def _train(args: argparse.Namespace) -> None:
     print(f"  {'paper bound bits':<24}{dl['bound_bits']:>14,}")
     print(f"  {'trivial bits (32 n)':<24}{dl['trivial_bits']:>14,}")
     print(f"wrote {args.out}/results.json")
+
+
+def _launch(args: argparse.Namespace) -> None:
+    """``momos train --nproc N``: N worker processes, started as torchrun starts them.
+
+    This process hosts the rendezvous store on a port the system picks (so no port is
+    guessed) and every worker gets torchrun's variables, so :func:`momos.train` joins the
+    group exactly as under ``torchrun --nproc_per_node N -m momos train ...``.
+    """
+    import torch
+    import torch.multiprocessing as mp
+    from torch.distributed import TCPStore
+
+    n = args.nproc
+    if n < 1:
+        raise ValueError(f"--nproc must be a positive integer, got {n}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--nproc inside torchrun: let torchrun start the processes "
+                         "(--nproc_per_node) and leave out --nproc")
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
+        count = torch.cuda.device_count()
+        if count < n:
+            fewer = f"--nproc {count} or " if count else ""
+            raise ValueError(f"--nproc {n} on CUDA needs one GPU per process, but {count} "
+                             f"are visible; use {fewer}--device cpu")
+    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    # One share of the cores per worker, read by torch and numba as they are imported.
+    # NUMBA_NUM_THREADS too: numba's OpenMP layer would otherwise raise torch's thread
+    # count to all the cores at the first projection.
+    share = str(max(1, (os.cpu_count() or 1) // n))
+    unset = [var for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS") if var not in os.environ]
+    os.environ.update(dict.fromkeys(unset, share))
+    try:
+        mp.spawn(_worker, args=(n, store.port, args), nprocs=n)
+    except mp.ProcessExitedException as err:
+        # The worker printed its own error line; this one says which worker it was.
+        raise ChildProcessError(f"process {err.error_index} of {n} exited with code "
+                                f"{err.exit_code}") from None
+    finally:
+        for var in unset:
+            del os.environ[var]
+
+
+def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
+    """Rank ``rank`` of ``momos train --nproc``: torchrun's variables, then the command."""
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        # As for torchrun's workers: the store is the launcher's; no rank starts one.
+        TORCHELASTIC_USE_AGENT_STORE="True")
+    args.nproc = 1  # this process is one of them
+    code = _dispatch(args)
+    if code:
+        sys.exit(code)
 
 
 def _experiment(args: argparse.Namespace) -> None:
@@ -191,13 +254,18 @@ def _experiment(args: argparse.Namespace) -> None:
             grid["capacities"] = args.capacity
         table = sweep(**grid, method=args.method, baseline=not args.no_baseline, **common)
     print(format_table(table))
-    print(f"wrote {args.out}/report.md, {args.out}/summary.csv"
-          + ("" if args.no_plots else " and figures"))
+    figures = "" if args.no_plots else (
+        " and figures" + (" (per seed, in seed<N>/)" if getattr(args, "seeds", None) else ""))
+    print(f"wrote {args.out}/report.md, {args.out}/summary.csv{figures}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    return _dispatch(_parser().parse_args(argv))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run one parsed command; a user error is one line on stderr and status 1."""
     try:
         {"encode": _encode, "decode": _decode, "size": _size, "train": _train,
          "reproduce": _experiment, "sweep": _experiment}[args.command](args)

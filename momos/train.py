@@ -24,14 +24,23 @@ The output directory holds ``results.json`` (rewritten atomically after every ep
 buffers, under the plain model's names; ``best`` is the highest validation accuracy,
 earliest on ties), ``best.momos``/``final.momos`` for MoMos runs, and ``last.pt``, the full
 training state that ``resume=True`` continues from, bit-identically on CPU.
+
+Under ``torch.distributed`` (an initialized process group, or the variables that ``torchrun``
+sets) the run is data-parallel with ``DistributedDataParallel``: every rank trains on its
+shard of each batch, the weights, bank and mosaic are rank 0's after every projection, and
+rank 0 alone measures and writes; see :func:`train`.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import io
 import json
 import math
+import os
+import pickle
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import distributed as dist
 from torch import nn
 
 from .blocks import layout_of, pool_parameters
@@ -200,20 +210,118 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# --------------------------------------------------------------------- several processes
+
+# What torchrun sets and ``init_process_group``'s env:// rendezvous reads.
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class _Ranks:
+    """This process's place in a data-parallel run of ``world >= 2`` processes."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def lead(self) -> bool:
+        """Rank 0: the one that evaluates, measures and writes."""
+        return self.rank == 0
+
+
+def _join_group(device: str) -> _Ranks | None:
+    """The data-parallel group of this process, or None to train in one process.
+
+    An initialized default group of two or more ranks is used as it is. Otherwise, when the
+    variables of torchrun are set with ``WORLD_SIZE >= 2``, a group is started from them:
+    gloo on CPU, nccl on CUDA, where rank ``r`` uses ``cuda:LOCAL_RANK``. That group stays
+    up for later calls in this process and is destroyed at exit: a second rendezvous on
+    torchrun's store would find the first one's stale addresses.
+    """
+    available = dist.is_available()
+    if available and dist.is_initialized():
+        world = dist.get_world_size()
+    elif all(var in os.environ for var in _TORCHRUN_VARS):
+        world = int(os.environ["WORLD_SIZE"])
+    else:
+        return None
+    if world < 2:
+        return None
+    if not available:
+        raise ValueError(f"WORLD_SIZE={world} asks for {world} processes, but this torch is "
+                         "built without torch.distributed; run one process")
+    where = _device(device)
+    if where.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
+        count = torch.cuda.device_count()
+        if local >= count:
+            raise ValueError(
+                f"the process with LOCAL_RANK={local} needs cuda:{local}, but {count} CUDA "
+                f"device(s) are visible: run at most {count} process(es) per machine on "
+                "CUDA, or train on device='cpu'")
+        where = torch.device("cuda", local)
+        torch.cuda.set_device(where)  # nccl's object collectives use the current device
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if where.type == "cuda" else "gloo")
+        atexit.register(_leave_group)
+    return _Ranks(dist.get_rank(), dist.get_world_size(), where)
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _from_lead(ranks: _Ranks | None, fn: Callable[[], Any]) -> Any:
+    """``fn()`` run on rank 0 alone; its value, or the exception it raised, on every rank.
+
+    Rank 0 alone reads and writes the run directory. Its errors are broadcast too, so that
+    every rank raises instead of the others waiting forever at the next collective.
+    """
+    if ranks is None:
+        return fn()
+    box: list[Any] = [None, None]
+    error = None
+    if ranks.lead:
+        try:
+            box[0] = fn()
+        except Exception as err:  # re-raised on every rank below
+            error = box[1] = err
+            try:
+                pickle.dumps(err)
+            except Exception:  # an exception that cannot travel goes as its text
+                box[1] = RuntimeError(f"rank 0 failed: {type(err).__name__}: {err}")
+    dist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        raise error if error is not None else box[1]
+    return box[0]
+
+
 # -------------------------------------------------------------------------- the run's state
 
 
 class _Run:
-    """Model, optimizer, schedule, projector and data of one run, and their checkpoints."""
+    """Model, optimizer, schedule, projector and data of one run, and their checkpoints.
 
-    def __init__(self, cfg: TrainConfig, splits: Splits, device: torch.device) -> None:
-        self.cfg, self.device = cfg, device
+    ``self.model`` is the plain module (evaluated, projected, checkpointed); ``self.net`` is
+    what the training steps call: the module itself, or its DDP wrapper on several ranks.
+    """
+
+    def __init__(self, cfg: TrainConfig, splits: Splits, device: torch.device,
+                 ranks: _Ranks | None = None) -> None:
+        self.cfg, self.device, self.ranks = cfg, device, ranks
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, splits.in_shape, splits.classes).to(device)
         # The plain names and Parameter objects, fixed before QAT renames and reorders them.
         self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         if cfg.uses_qat:
             attach_qat(self.model, cfg.q)
+        self.net: nn.Module = self.model
+        if ranks is not None:
+            # Wrapped after QAT so that DDP hooks the latent weights the optimizer steps.
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.init_state = self.state()
         self.momos = (MoMos(cfg.s, k=cfg.k, capacity=cfg.capacity, force_zero=cfg.force_zero,
                             seed=cfg.seed) if cfg.uses_momos else None)
@@ -264,26 +372,66 @@ class _Run:
 
     def project(self) -> dict[str, Any]:
         stats = self.momos.project(self.model)
+        if self.ranks is not None:
+            self._share_projection()
         return {"k": stats.k, "distortion": stats.distortion, "changed": stats.changed}
+
+    def _share_projection(self) -> None:
+        """Rank 0's projected weights, bank and mosaic, copied onto every rank.
+
+        Every rank has just projected identical weights with an identically seeded
+        generator, so this changes nothing unless the ranks drifted apart (kernels that
+        differ between devices, say); it makes identical weights on every rank a guarantee
+        rather than an assumption. Its cost is one broadcast of the weights, like DDP's
+        all-reduce of one step's gradients: small beside an epoch of steps, and about
+        doubling the communication with ``project_every="step"``.
+        """
+        mm = self.momos
+        tensors = [t for _, t in pool_parameters(self.model)]
+        # The projection checked that the pooled tensors and the bank share one dtype and
+        # device, so they travel as one buffer.
+        flat = torch.cat([t.detach().reshape(-1) for t in tensors] + [mm.motifs.reshape(-1)])
+        mosaic = mm.mosaic.contiguous()
+        dist.broadcast(flat, src=0)
+        dist.broadcast(mosaic, src=0)
+        parts = flat.split([t.numel() for t in tensors] + [mm.motifs.numel()])
+        with torch.no_grad():
+            for t, part in zip(tensors, parts):
+                t.copy_(part.view_as(t))
+        mm.motifs, mm.mosaic = parts[-1].view_as(mm.motifs).clone(), mosaic
 
     def train_epoch(self) -> tuple[float, float, dict | None]:
         x, y = self.data["train"]
-        self.model.train()
+        self.net.train()
+        # The same seeded permutation on every rank: each takes its shard of each batch.
         order = torch.randperm(len(y), generator=self.data_gen).to(self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         projection = None
         for start in range(0, len(y), self.cfg.batch_size):
             idx = order[start : start + self.cfg.batch_size]
-            logits = self.model(x[idx])
-            loss = nn.functional.cross_entropy(logits, y[idx])
+            mine = (idx if self.ranks is None
+                    else idx.tensor_split(self.ranks.world)[self.ranks.rank])
+            logits = self.net(x[mine])
+            if self.ranks is None:
+                loss = nn.functional.cross_entropy(logits, y[idx])
+                seen = loss.detach().double() * len(idx)
+            else:
+                seen = nn.functional.cross_entropy(logits, y[mine], reduction="sum")
+                # DDP averages the ranks' gradients; scaled by world/batch, that average is
+                # the gradient of the whole batch's mean loss, whatever the shard sizes.
+                loss = seen * (self.ranks.world / len(idx))
+                seen = seen.detach().double()
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            loss_sum += loss.detach().double() * len(idx)
-            correct += (logits.detach().argmax(1) == y[idx]).sum()
+            loss_sum += seen
+            correct += (logits.detach().argmax(1) == y[mine]).sum()
             if self.momos is not None and self.cfg.project_every == "step":
                 projection = self.project()
+        if self.ranks is not None:
+            dist.all_reduce(loss_sum)
+            dist.all_reduce(correct)
         if self.momos is not None and self.cfg.project_every == "epoch":
             projection = self.project()
         if self.sched is not None:
@@ -445,7 +593,8 @@ def train(
     progress : bool, optional
         A progress bar over epochs on stderr; default: only when stderr is a terminal.
     callback : callable, optional
-        Called with each epoch's record right after ``results.json`` is written.
+        Called with each epoch's record right after ``results.json`` is written; on
+        several processes, on every rank with rank 0's record.
 
     Returns
     -------
@@ -459,11 +608,38 @@ def train(
         ``best_test_acc``, ``complexity_ratio`` trained/init per estimator,
         ``description_length`` with ``total_bits``, ``bound_bits``, ``trivial_bits``;
         for MoMos also ``motif_counts``) and ``status`` (``running`` or ``finished``).
+        Identical on every rank of a data-parallel run.
 
     Raises
     ------
     ValueError
-        Bad config, a resume with a different config, ``out`` already holding a run.
+        Bad config, a resume with a different config, ``out`` already holding a run; on
+        several processes also a ``batch_size`` below the number of processes, or CUDA
+        with fewer visible devices than processes per machine. Errors of rank 0's reading
+        and writing are raised on every rank.
+
+    Notes
+    -----
+    **Several processes.** When ``torch.distributed`` has an initialized process group of
+    two or more ranks, or the variables of ``torchrun`` (``RANK``, ``WORLD_SIZE``,
+    ``MASTER_ADDR``, ``MASTER_PORT``) give ``WORLD_SIZE >= 2``, the run is data-parallel.
+    A group started here (gloo on CPU; nccl on CUDA with ``cuda:LOCAL_RANK``) serves the
+    later calls in the same process too, and is destroyed at exit.
+
+    - Every rank draws the same seeded permutation of the training set each epoch and
+      trains on its part of each batch (``torch.tensor_split``: the parts differ in size
+      by at most one when the batch is not divisible by the number of ranks, and a batch
+      smaller than that leaves some ranks an empty part). The loss of a part is its sum
+      scaled by ``world / batch``, so DDP's average of the gradients is exactly the
+      gradient of the batch mean, as in one process. Batch-norm statistics are those of
+      each rank's part (no ``SyncBatchNorm``); DDP copies rank 0's buffers to every rank.
+    - After every projection, rank 0's weights, bank and mosaic are broadcast, so the
+      ranks hold identical weights (also with ``project_every="step"``).
+    - Rank 0 alone evaluates, measures the complexity and writes the files; the others
+      wait for it, call ``callback`` with its record and return its results. Resume:
+      rank 0 reads ``last.pt`` and broadcasts it, so the ranks need not share a disk.
+    - The results are not bit-identical to a one-process run (sums over the batch are
+      split and added in another order), but two runs with the same number of ranks are.
 
     Examples
     --------
@@ -476,14 +652,29 @@ def train(
     """
     cfg = dataclasses.replace(config, **overrides) if config is not None else TrainConfig(**overrides)
     outdir = Path(out) if out is not None else None
-    if outdir is not None:
-        outdir.mkdir(parents=True, exist_ok=True)
-        if (outdir / "results.json").exists() and not resume:
-            raise ValueError(f"{outdir} already holds a run; pass resume=True (--resume) to "
-                             "continue it, or choose another output directory")
-    device = _device(cfg.device)
+    return _train(cfg, outdir, resume, progress, callback, _join_group(cfg.device))
+
+
+def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool | None,
+           callback: Callable[[dict[str, Any]], None] | None,
+           ranks: _Ranks | None) -> dict[str, Any]:
+    """The body of :func:`train`; ``ranks`` is None in one process."""
+    lead = ranks is None or ranks.lead
+    if ranks is not None and cfg.batch_size < ranks.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is smaller than the {ranks.world} "
+                         "processes: every rank needs part of every batch")
+
+    def prepare_out() -> None:
+        if outdir is not None:
+            outdir.mkdir(parents=True, exist_ok=True)
+            if (outdir / "results.json").exists() and not resume:
+                raise ValueError(f"{outdir} already holds a run; pass resume=True (--resume) "
+                                 "to continue it, or choose another output directory")
+
+    _from_lead(ranks, prepare_out)
+    device = _device(cfg.device) if ranks is None else ranks.device
     splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed)
-    run = _Run(cfg, splits, device)
+    run = _Run(cfg, splits, device, ranks)
     n = sum(p.numel() for p in run.params.values())
     info: dict[str, Any] = {"n_params": n}
     if cfg.uses_momos:
@@ -492,22 +683,33 @@ def train(
     results: dict[str, Any] = {"format": RESULTS_FORMAT, "config": cfg.resolved(),
                                "model": info, "epochs": [], "summary": {}, "status": "running"}
     best = {"epoch": -1, "val_acc": -math.inf}
-
     last = outdir / "last.pt" if outdir is not None else None
-    if resume and last is not None and last.exists():
-        snap = torch.load(last, map_location=device, weights_only=True)
-        stored = load_results(outdir)
-        if stored["config"] != results["config"]:
-            diff = sorted(k for k in results["config"]
-                          if stored["config"].get(k) != results["config"][k])
-            raise ValueError(f"cannot resume {outdir}: its config differs in {', '.join(diff)}")
-        run.restore(snap)
-        results["epochs"] = stored["epochs"][: int(snap["epoch"]) + 1]
-        best = {"epoch": int(snap["best_epoch"]), "val_acc": float(snap["best_val_acc"])}
-    elif outdir is not None:
-        _save_tensors(outdir / "init.safetensors", run.init_state)
 
-    def finish_epoch(record: dict[str, Any]) -> None:
+    def resume_or_start() -> tuple[dict[str, Any], list[dict]] | None:
+        """(the state of ``last.pt``, its epochs), or None after writing the init."""
+        if resume and last is not None and last.exists():
+            # Several processes: read on the CPU, to be broadcast and then moved to each
+            # rank's own device.
+            snap = torch.load(last, map_location=device if ranks is None else "cpu",
+                              weights_only=True)
+            stored = load_results(outdir)
+            if stored["config"] != results["config"]:
+                diff = sorted(k for k in results["config"]
+                              if stored["config"].get(k) != results["config"][k])
+                raise ValueError(f"cannot resume {outdir}: its config differs in "
+                                 f"{', '.join(diff)}")
+            return snap, stored["epochs"][: int(snap["epoch"]) + 1]
+        if outdir is not None:
+            _save_tensors(outdir / "init.safetensors", run.init_state)
+        return None
+
+    resumed = _from_lead(ranks, resume_or_start)
+    if resumed is not None:
+        snap, results["epochs"] = resumed
+        run.restore(snap)
+        best = {"epoch": int(snap["best_epoch"]), "val_acc": float(snap["best_val_acc"])}
+
+    def finish_epoch(record: dict[str, Any]) -> dict[str, Any]:
         results["epochs"].append(record)
         epoch = record["epoch"]
         if record["val_acc"] > best["val_acc"]:
@@ -523,8 +725,7 @@ def train(
             torch.save(snap, buf)
             write_atomic(last, buf.getvalue())
             _write_json(outdir / "results.json", results)
-        if callback is not None:
-            callback(record)
+        return record
 
     def measure(epoch: int, train_loss: float, train_acc: float, projection, seconds: float):
         record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
@@ -536,17 +737,30 @@ def train(
         record["seconds"] = seconds
         return record
 
-    if not results["epochs"]:
-        loss0, acc0 = run.evaluate("train")
-        finish_epoch(measure(0, loss0, acc0, None, 0.0))
+    def lead_epoch(epoch: int, train_loss: float | None, train_acc: float | None,
+                   projection, seconds: float) -> dict[str, Any]:
+        """Rank 0's part of an epoch: measure, write; epoch 0 evaluates the train split."""
+        if epoch == 0:
+            train_loss, train_acc = run.evaluate("train")
+        return finish_epoch(measure(epoch, train_loss, train_acc, projection, seconds))
 
-    bar = _progress_bar(progress, cfg, len(results["epochs"]) - 1)
+    def close_epoch(*args: Any) -> dict[str, Any]:
+        record = _from_lead(ranks, functools.partial(lead_epoch, *args))
+        if not lead:
+            results["epochs"].append(record)
+        if callback is not None:
+            callback(record)
+        return record
+
+    if not results["epochs"]:
+        close_epoch(0, None, None, None, 0.0)
+
+    bar = _progress_bar(progress, cfg, len(results["epochs"]) - 1) if lead else None
     try:
         for epoch in range(len(results["epochs"]), cfg.epochs + 1):
             t0 = time.perf_counter()
             loss, acc, projection = run.train_epoch()
-            record = measure(epoch, loss, acc, projection, time.perf_counter() - t0)
-            finish_epoch(record)
+            record = close_epoch(epoch, loss, acc, projection, time.perf_counter() - t0)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{record['val_acc']:.3f}")
@@ -554,14 +768,17 @@ def train(
         if bar is not None:
             bar.close()
 
-    results["summary"] = _summary(run, results["epochs"], best)
-    results["status"] = "finished"
-    if outdir is not None:
-        _save_tensors(outdir / "final.safetensors", run.state())
-        if run.momos is not None and run.momos.motifs is not None:
-            write_atomic(outdir / "final.momos", encode(*run.codec_source()))
-        _write_json(outdir / "results.json", results)
-    return results
+    def finish() -> dict[str, Any]:
+        results["summary"] = _summary(run, results["epochs"], best)
+        results["status"] = "finished"
+        if outdir is not None:
+            _save_tensors(outdir / "final.safetensors", run.state())
+            if run.momos is not None and run.momos.motifs is not None:
+                write_atomic(outdir / "final.momos", encode(*run.codec_source()))
+            _write_json(outdir / "results.json", results)
+        return results
+
+    return _from_lead(ranks, finish)
 
 
 def _progress_bar(progress: bool | None, cfg: TrainConfig, done: int):
