@@ -167,6 +167,7 @@ def analyze(
     trainable_only: bool = True,
     nonfinite: str = "raise",
     progress: bool | None = None,
+    client: Any = None,
 ) -> Report:
     """Complexity of weights in bits, per tensor and for the whole weight vector.
 
@@ -186,6 +187,10 @@ def analyze(
         in ``notes`` and ``meta``.
     progress : bool, optional
         A progress bar on stderr; default: only when stderr is a terminal.
+    client : dask.distributed.Client, optional
+        Run on this Dask cluster: `x` must then be a file, a list of files or a
+        ``.safetensors.index.json``; see :func:`kcomplex.distributed.analyze`, which
+        gives the same report.
 
     Returns
     -------
@@ -206,6 +211,11 @@ def analyze(
     >>> bool(report.total["gzip_bpp"] < 32)
     True
     """
+    if client is not None:
+        from .distributed import analyze as distributed_analyze
+
+        return distributed_analyze(x, estimators, client=client, per_tensor=per_tensor,
+                                   nonfinite=nonfinite, progress=progress)
     if nonfinite not in _NONFINITE:
         raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
     chosen = resolve_estimators(estimators)
@@ -240,6 +250,15 @@ def analyze(
             bar.update()
         total["notes"] = "; ".join(notes)
         rows.append(total)
+    return _report(rows, chosen, nonfinite, dropped, len(weights))
+
+
+def _report(
+    rows: list[dict], chosen: list[Estimator], nonfinite: str, dropped: int, n_tensors: int
+) -> Report:
+    """The report of measured rows (each: tensor, shape, numel, ``<name>_bits``, notes;
+    the ``(all)`` row last), shared with :mod:`kcomplex.distributed` so that both build
+    the very same table."""
     table = pd.DataFrame(rows)
     table.insert(3, "raw_bits", 32 * table["numel"])
     for est in chosen:
@@ -252,7 +271,7 @@ def analyze(
         "descriptions": {e.name: e.description for e in chosen},
         "nonfinite": nonfinite,
         "dropped_nonfinite": int(dropped),
-        "n_tensors": len(weights),
+        "n_tensors": n_tensors,
     }
     return Report(table=table, meta=meta)
 

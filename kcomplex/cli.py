@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from . import distributed
 from .analysis import analyze, compare
 from .estimators import ESTIMATORS, PRESETS
 
@@ -43,9 +46,17 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=_estimator_help(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help=".npy, .npz, .pt/.pth/.bin state dict or .safetensors")
+                   help=".npy, .npz, .pt/.pth/.bin state dict, .safetensors, or a sharded "
+                        "checkpoint's model.safetensors.index.json")
     p.add_argument("--drop-nonfinite", action="store_true",
                    help="leave NaN/Inf weights out (reported) instead of failing")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run on this Dask scheduler (workers read the files themselves)")
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run on a local Dask cluster of N worker processes")
+    where.add_argument("--stream", action="store_true",
+                       help="read in chunks here, with bounded memory (checkpoints beyond RAM)")
     c = sub.add_parser("compare", parents=[common], help="ratios of trained to init",
                        epilog=_estimator_help(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,19 +88,39 @@ def _emit(result, args: argparse.Namespace, title: str, tag: str | None = None) 
         result.plot(_out(args.plot, tag))
 
 
+@contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Any]:
+    """The Dask client the options ask for, or None."""
+    if args.scheduler is None and args.workers is None:
+        yield None
+        return
+    with distributed.connect(args.scheduler, workers=args.workers) as client:
+        yield client
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     progress = False if args.no_progress else None
     try:
         if args.command == "analyze":
-            for path in args.paths:
-                report = analyze(
-                    path, _estimators(args.estimators), trainable_only=not args.all_params,
-                    nonfinite="drop" if args.drop_nonfinite else "raise", progress=progress,
-                )
-                tag = Path(path).stem if len(args.paths) > 1 else None
-                _emit(report, args, f"== {path}", tag)
+            nonfinite = "drop" if args.drop_nonfinite else "raise"
+            with _client(args) as client:
+                for path in args.paths:
+                    # An index names several files: only the file-reading path reads it.
+                    if client is not None or args.stream or path.endswith(".json"):
+                        report = distributed.analyze(
+                            path, _estimators(args.estimators), client=client,
+                            nonfinite=nonfinite, progress=progress,
+                        )
+                    else:
+                        report = analyze(
+                            path, _estimators(args.estimators),
+                            trainable_only=not args.all_params, nonfinite=nonfinite,
+                            progress=progress,
+                        )
+                    tag = Path(path).stem if len(args.paths) > 1 else None
+                    _emit(report, args, f"== {path}", tag)
         else:
             cmp = compare(args.init, args.trained, _estimators(args.estimators),
                           trainable_only=not args.all_params, progress=progress)

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import pickle
 import re
@@ -109,6 +110,9 @@ class _Entry:
     dtype: str
     kind: str  # "float", "numeric" or "other"
     read: Callable[[Any], np.ndarray]  # called with the source's open handle
+    # (handle, chunk) -> flat pieces, read without holding the whole tensor; None where
+    # the format only reads whole tensors (zip members, torch files, float8).
+    read_chunks: Callable[[Any, int], Iterator[np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)
@@ -422,28 +426,33 @@ def _plan_path(path: Path) -> _Plan:
     return planner(path)
 
 
-def _npy_header(fp: Any) -> tuple[tuple[int, ...], np.dtype]:
+def _npy_header(fp: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
     version = np.lib.format.read_magic(fp)
     # Version 3 differs from 2 only in allowing UTF-8 field names of structured
     # dtypes, which are never numeric weights; their dtype is skipped anyway.
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
-    elif version in ((2, 0), (3, 0)):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-    else:
-        raise ValueError(f"unsupported .npy format version {version}")
-    return shape, dtype
+        return np.lib.format.read_array_header_1_0(fp)
+    if version in ((2, 0), (3, 0)):
+        return np.lib.format.read_array_header_2_0(fp)
+    raise ValueError(f"unsupported .npy format version {version}")
 
 
 def _plan_npy(path: Path) -> _Plan:
     with _reading(path, ".npy"), open(path, "rb") as fp:
-        shape, dtype = _npy_header(fp)
+        shape, fortran, dtype = _npy_header(fp)
+        data_start = fp.tell()
 
     def read(_: Any) -> np.ndarray:
         with _reading(path, ".npy"):
             return _finish(np.load(path, allow_pickle=False), shared=False)
 
-    entry = _Entry(_SINGLE_NAME, shape, str(dtype), _numpy_kind(dtype), read)
+    def read_chunks(_: Any, chunk: int) -> Iterator[np.ndarray]:
+        with open(path, "rb") as fh:
+            yield from _raw_chunks(fh, path, _SINGLE_NAME, dtype, shape, data_start, chunk)
+
+    # A Fortran-ordered array is flattened in C order only once it is whole in memory.
+    chunked = None if fortran or dtype.hasobject else read_chunks
+    entry = _Entry(_SINGLE_NAME, shape, str(dtype), _numpy_kind(dtype), read, chunked)
     return _Plan(str(path), [entry], [])
 
 
@@ -458,7 +467,7 @@ def _plan_npz(path: Path) -> _Plan:
             if any(e.name == name for e in entries):
                 raise WeightsFormatError(f"{path}: member {info.filename!r} appears twice")
             with zf.open(info) as fp:
-                shape, dtype = _npy_header(fp)
+                shape, _, dtype = _npy_header(fp)
             read = _npz_reader(path, info)
             entries.append(_Entry(name, shape, str(dtype), _numpy_kind(dtype), read))
     return _Plan(str(path), entries, skipped, open=lambda: zipfile.ZipFile(path))
@@ -527,7 +536,11 @@ def _plan_safetensors(path: Path) -> _Plan:
         shape = tuple(info["shape"])
         start, end = (data_start + o for o in info["data_offsets"])
         read = _safetensors_reader(name, code, shape, start, end)
-        entries.append(_Entry(name, shape, code, kind, read))
+        chunked = (
+            _safetensors_chunk_reader(name, code, shape, start, end)
+            if code in _ST_NUMPY or code == "BF16" else None
+        )
+        entries.append(_Entry(name, shape, code, kind, read, chunked))
     return _Plan(str(path), entries, [], open=lambda: _SafetensorsReader(path))
 
 
@@ -572,6 +585,102 @@ def _safetensors_reader(
             return _tensor_to_numpy(reader.handle("pt").get_tensor(name), name, owned=True)
 
     return read
+
+
+def _safetensors_chunk_reader(
+    name: str, code: str, shape: tuple[int, ...], start: int, end: int
+) -> Callable[[_SafetensorsReader, int], Iterator[np.ndarray]]:
+    # bfloat16 is read as uint16 and widened chunk by chunk, like _read_bfloat16.
+    dtype = np.dtype("<u2" if code == "BF16" else _ST_NUMPY[code])
+
+    def read_chunks(reader: _SafetensorsReader, chunk: int) -> Iterator[np.ndarray]:
+        if dtype.itemsize * math.prod(shape) != end - start:
+            raise WeightsFormatError(
+                f"{reader.path}: tensor {name!r} holds {end - start} bytes for shape "
+                f"{shape} of {code}"
+            )
+        fh = reader.handle("raw")
+        for piece in _raw_chunks(fh, reader.path, name, dtype, shape, start, chunk):
+            yield (piece.astype(np.uint32) << 16).view(np.float32) if code == "BF16" else piece
+
+    return read_chunks
+
+
+def _raw_chunks(
+    fh: Any, path: Path, name: str, dtype: np.dtype, shape: tuple[int, ...], start: int,
+    chunk: int,
+) -> Iterator[np.ndarray]:
+    """The C-order elements of a tensor stored raw at byte `start`, `chunk` at a time,
+    each read into a fresh array (a memory map would keep every page it touched resident)."""
+    n = math.prod(shape)
+    for first in range(0, n, chunk):
+        piece = np.empty(min(chunk, n - first), dtype=dtype)
+        fh.seek(start + first * dtype.itemsize)
+        if fh.readinto(memoryview(piece.view(np.uint8))) != piece.nbytes:
+            raise WeightsFormatError(f"{path}: tensor {name!r} is truncated")
+        yield _finish(piece, shared=False)
+
+
+def _iter_chunks(
+    path: str | os.PathLike, name: str, *, chunk: int = 1 << 24
+) -> Iterator[np.ndarray]:
+    """Yield one tensor of a weights file flattened in C order, `chunk` elements at a time.
+
+    ``.safetensors`` tensors of a NumPy dtype or bfloat16 and C-ordered ``.npy`` arrays
+    are read piece by piece, so memory holds one chunk whatever the tensor's size.
+    Other tensors (``.npz`` members, torch files, float8, Fortran order) are read whole
+    and then cut.  Names, dtypes and values are those of :func:`load_weights` with
+    ``floating_only=False``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file :func:`load_weights` reads.
+    name : str
+        The tensor, named as :func:`load_weights` names it.
+    chunk : int
+        Elements per piece (the last piece may be shorter).
+
+    Returns
+    -------
+    iterator of numpy.ndarray
+        1-D pieces whose concatenation is ``load_weights(path)[name].reshape(-1)``.
+
+    Raises
+    ------
+    KeyError
+        If the file has no tensor `name`.
+    ValueError
+        If `chunk` is not positive.
+    FileNotFoundError, WeightsFormatError, ModuleNotFoundError
+        As for :func:`iter_weights`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "w.npy")
+    >>> np.save(path, np.arange(10, dtype=np.float32))
+    >>> [p.tolist() for p in _iter_chunks(path, "weights", chunk=4)]
+    [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0], [8.0, 9.0]]
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive number of elements, got {chunk}")
+    path = Path(os.fsdecode(os.fspath(path)))
+    plan = _plan_path(path)
+    entry = next((e for e in _select(plan, False) if e.name == name), None)
+    if entry is None:
+        raise KeyError(f"{path}: no tensor {name!r}")
+    return _chunks(plan, entry, chunk)
+
+
+def _chunks(plan: _Plan, entry: _Entry, chunk: int) -> Iterator[np.ndarray]:
+    with plan.open() as handle:
+        if entry.read_chunks is not None:
+            yield from entry.read_chunks(handle, chunk)
+            return
+        flat = entry.read(handle).reshape(-1)
+        for first in range(0, flat.size, chunk):
+            yield flat[first : first + chunk]
 
 
 def _read_raw(

@@ -65,3 +65,27 @@ def test_help_explains_estimators():
                          capture_output=True, text=True, check=True).stdout
     for name in ("bdm", "gzip", "bz2", "lzma", "zstd", "entropy", "paper"):
         assert name in out
+
+
+def test_stream_and_index_read_like_analyze(tmp_path):
+    from safetensors.numpy import save_file
+
+    import kcomplex
+
+    rng = np.random.default_rng(3)
+    shards = {
+        "model-00001-of-00002.safetensors": {"a": rng.normal(size=(20, 9)).astype(np.float32)},
+        "model-00002-of-00002.safetensors": {"b": rng.normal(size=77).astype(np.float32)},
+    }
+    for name, weights in shards.items():
+        save_file(weights, tmp_path / name)
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors",
+                                                "b": "model-00002-of-00002.safetensors"}}))
+    first = tmp_path / "model-00001-of-00002.safetensors"
+    assert main(["analyze", str(first), "--stream", "--csv", str(tmp_path / "s.csv"),
+                 "--no-progress"]) == 0
+    assert (tmp_path / "s.csv").read_text() == kcomplex.analyze(first).to_csv()
+    assert main(["analyze", str(index), "--csv", str(tmp_path / "i.csv"), "--no-progress"]) == 0
+    joined = {n: w for s in shards.values() for n, w in s.items()}
+    assert (tmp_path / "i.csv").read_text() == kcomplex.analyze(joined).to_csv()
