@@ -32,7 +32,8 @@ The KD-tree methods copy CUDA inputs to the host and the result back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -220,7 +221,33 @@ def _kdtree(blocks: torch.Tensor, motifs: torch.Tensor, memory_budget: int) -> t
 # -- kdtree_numba: a bucket KD-tree searched leaf by leaf (kernels in momos._kernels) --
 
 
+@contextmanager
+def _torch_thread_budget() -> Iterator[None]:
+    """Run numba's parallel kernels on torch's thread budget, and leave torch's intact.
+
+    numba's OpenMP layer resets the process-wide OpenMP thread count, torch's included, at
+    a parallel launch: a process limited to one thread (``torch.set_num_threads(1)``,
+    ``OMP_NUM_THREADS=1`` as torchrun sets) would otherwise train on every core after its
+    first projection, oversubscribing and changing results between identical calls.
+    """
+    budget = torch.get_num_threads()
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(budget, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+        if torch.get_num_threads() != budget:
+            torch.set_num_threads(budget)
+
+
 def _kdtree_numba(blocks: torch.Tensor, motifs: torch.Tensor, memory_budget: int) -> torch.Tensor:
+    with _torch_thread_budget():
+        return _kdtree_numba_search(blocks, motifs, memory_budget)
+
+
+def _kdtree_numba_search(blocks: torch.Tensor, motifs: torch.Tensor,
+                         memory_budget: int) -> torch.Tensor:
     b64 = blocks.to("cpu", torch.float64)
     z64 = motifs.to("cpu", torch.float64)
     distinct, first = _distinct_rows_np(z64.numpy())

@@ -204,9 +204,8 @@ def _launch(args: argparse.Namespace) -> None:
             raise ValueError(f"--nproc {n} on CUDA needs one GPU per process, but {count} "
                              f"are visible; use {fewer}--device cpu")
     store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-    # One share of the cores per worker, read by torch and numba as they are imported.
-    # NUMBA_NUM_THREADS too: numba's OpenMP layer would otherwise raise torch's thread
-    # count to all the cores at the first projection.
+    # One share of the cores per worker, read by torch and numba as they are imported
+    # (numba's kernels also follow torch's budget: momos.assign._torch_thread_budget).
     share = str(max(1, (os.cpu_count() or 1) // n))
     unset = [var for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS") if var not in os.environ]
     os.environ.update(dict.fromkeys(unset, share))

@@ -336,6 +336,7 @@ class _Run:
         self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(cfg.epochs, 1))
                       if cfg.schedule == "cosine" else None)
         self.data_gen = torch.Generator().manual_seed(cfg.seed)
+        self.epoch_lr = float(res["lr"])
         self.data = {name: tuple(t.to(device) for t in getattr(splits, name).tensors)
                      for name in ("train", "val", "test")}
 
@@ -403,6 +404,7 @@ class _Run:
     def train_epoch(self) -> tuple[float, float, dict | None]:
         x, y = self.data["train"]
         self.net.train()
+        self.epoch_lr = self.opt.param_groups[0]["lr"]  # before the scheduler steps
         # The same seeded permutation on every rank: each takes its shard of each batch.
         order = torch.randperm(len(y), generator=self.data_gen).to(self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -461,6 +463,8 @@ class _Run:
             "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict() if self.sched is not None else {},
             "data_gen": self.data_gen.get_state(),
+            # Dropout (none in the default models) draws from torch's global generator.
+            "torch_rng": torch.get_rng_state(),
             "momos_gen": (mm._generator.get_state() if mm is not None else torch.empty(0)),
             "bank": (mm.motifs.cpu() if mm is not None and mm.motifs is not None else torch.empty(0)),
             "mosaic": (mm.mosaic.cpu() if mm is not None and mm.mosaic is not None
@@ -473,6 +477,7 @@ class _Run:
         if self.sched is not None:
             self.sched.load_state_dict(snap["sched"])
         self.data_gen.set_state(snap["data_gen"])
+        torch.set_rng_state(snap["torch_rng"])
         mm = self.momos
         if mm is not None:
             mm._generator.set_state(snap["momos_gen"])
@@ -602,7 +607,8 @@ def train(
         The content of ``results.json``: ``format``, ``config`` (defaults resolved),
         ``model`` (``n_params``, and ``m``/``k`` for MoMos), ``epochs`` (one record per
         epoch 0..E with ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
-        ``test_loss``, ``test_acc``, ``lr``, ``sparsity``, ``l2``, ``complexity``
+        ``test_loss``, ``test_acc``, ``lr`` (the rate the epoch trained with; at epoch 0 the
+        initial rate), ``sparsity``, ``l2``, ``complexity``
         (``<estimator>_bits``), ``projection`` (MoMos: ``k``, ``distortion``, ``changed``)
         and ``seconds``), ``summary`` (``test_acc``, ``best_epoch``, ``best_val_acc``,
         ``best_test_acc``, ``complexity_ratio`` trained/init per estimator,
@@ -731,7 +737,7 @@ def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool |
         record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         for split in ("val", "test"):
             record[f"{split}_loss"], record[f"{split}_acc"] = run.evaluate(split)
-        record["lr"] = run.opt.param_groups[0]["lr"]
+        record["lr"] = run.epoch_lr if epoch > 0 else run.opt.param_groups[0]["lr"]
         record.update(_complexity(run.weights(), cfg.estimators))
         record["projection"] = projection
         record["seconds"] = seconds

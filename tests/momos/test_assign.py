@@ -373,3 +373,18 @@ def test_cuda_matmul_matches_cpu(dtype):
         assert got.device.type == "cuda" and got.dtype == torch.int64
         assert torch.equal(got.cpu(), cpu)
         assert torch.equal(nearest_motif(blocks.cuda(), motifs.cuda()).cpu(), cpu)  # auto
+
+
+def test_numba_kernels_keep_torchs_thread_count():
+    """numba's OpenMP layer would reset torch's thread count at its first parallel launch."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from momos.assign import nearest_motif\n"
+            "nearest_motif(torch.randn(5000, 2), torch.randn(300, 2), method='kdtree_numba')\n"
+            "nearest_motif(torch.randn(5000, 2), torch.randn(300, 2), method='kdtree_numba')\n"
+            "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.split() == ["1"]

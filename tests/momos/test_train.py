@@ -141,6 +141,12 @@ def test_results_have_the_documented_fields(runs):
     assert not (runs["baseline"][1] / "final.momos").exists()
 
 
+def test_lr_is_the_rate_each_epoch_trained_with(runs):
+    lr = [e["lr"] for e in runs["baseline"][0]["epochs"]]
+    # Cosine over 2 epochs: epoch 1 trains at the initial rate, epoch 2 at half of it.
+    assert lr == [3e-4, 3e-4, pytest.approx(1.5e-4, rel=1e-12)]
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_learns_on_digits(runs, method):
     accs = [e["val_acc"] for e in runs[method][0]["epochs"]]
