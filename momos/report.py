@@ -1,6 +1,7 @@
 """Figures and the Markdown report of an experiment (``momos reproduce`` / ``momos sweep``).
 
-matplotlib is imported only when a figure is drawn. Files are written atomically.
+matplotlib is imported only when a figure is drawn (through :mod:`kcomplex.plot`, which
+also writes figures atomically); text files are written atomically.
 """
 
 from __future__ import annotations
@@ -13,31 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kcomplex.plot import _finish as _save
+from kcomplex.plot import _pyplot
+
 from .codec import write_atomic
 
 __all__ = ["plot_accuracy_vs_bits", "plot_complexity", "plot_motif_usage", "usage_share",
            "write_report", "write_seed_report"]
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'kcomplex[momos]'") from None
-    return plt
-
-
-def _save(fig, path: str | os.PathLike | None):
-    if path is not None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp" + path.suffix)
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    return fig
 
 
 def usage_share(counts: Any, fraction: float = 0.5) -> float:
