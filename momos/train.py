@@ -33,14 +33,11 @@ rank 0 alone measures and writes; see :func:`train`.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import functools
 import io
 import json
 import math
-import os
-import pickle
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +48,7 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
+from ._distributed import Ranks, from_lead, join_group, resolve_device
 from .blocks import layout_of, pool_parameters
 from .bounds import bound_bits, motif_count
 from .codec import description_length, encode, write_atomic
@@ -210,94 +208,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-# --------------------------------------------------------------------- several processes
-
-# What torchrun sets and ``init_process_group``'s env:// rendezvous reads.
-_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-@dataclass(frozen=True)
-class _Ranks:
-    """This process's place in a data-parallel run of ``world >= 2`` processes."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def lead(self) -> bool:
-        """Rank 0: the one that evaluates, measures and writes."""
-        return self.rank == 0
-
-
-def _join_group(device: str) -> _Ranks | None:
-    """The data-parallel group of this process, or None to train in one process.
-
-    An initialized default group of two or more ranks is used as it is. Otherwise, when the
-    variables of torchrun are set with ``WORLD_SIZE >= 2``, a group is started from them:
-    gloo on CPU, nccl on CUDA, where rank ``r`` uses ``cuda:LOCAL_RANK``. That group stays
-    up for later calls in this process and is destroyed at exit: a second rendezvous on
-    torchrun's store would find the first one's stale addresses.
-    """
-    available = dist.is_available()
-    if available and dist.is_initialized():
-        world = dist.get_world_size()
-    elif all(var in os.environ for var in _TORCHRUN_VARS):
-        world = int(os.environ["WORLD_SIZE"])
-    else:
-        return None
-    if world < 2:
-        return None
-    if not available:
-        raise ValueError(f"WORLD_SIZE={world} asks for {world} processes, but this torch is "
-                         "built without torch.distributed; run one process")
-    where = _device(device)
-    if where.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
-        count = torch.cuda.device_count()
-        if local >= count:
-            raise ValueError(
-                f"the process with LOCAL_RANK={local} needs cuda:{local}, but {count} CUDA "
-                f"device(s) are visible: run at most {count} process(es) per machine on "
-                "CUDA, or train on device='cpu'")
-        where = torch.device("cuda", local)
-        torch.cuda.set_device(where)  # nccl's object collectives use the current device
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if where.type == "cuda" else "gloo")
-        atexit.register(_leave_group)
-    return _Ranks(dist.get_rank(), dist.get_world_size(), where)
-
-
-def _leave_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def _from_lead(ranks: _Ranks | None, fn: Callable[[], Any]) -> Any:
-    """``fn()`` run on rank 0 alone; its value, or the exception it raised, on every rank.
-
-    Rank 0 alone reads and writes the run directory. Its errors are broadcast too, so that
-    every rank raises instead of the others waiting forever at the next collective.
-    """
-    if ranks is None:
-        return fn()
-    box: list[Any] = [None, None]
-    error = None
-    if ranks.lead:
-        try:
-            box[0] = fn()
-        except Exception as err:  # re-raised on every rank below
-            error = box[1] = err
-            try:
-                pickle.dumps(err)
-            except Exception:  # an exception that cannot travel goes as its text
-                box[1] = RuntimeError(f"rank 0 failed: {type(err).__name__}: {err}")
-    dist.broadcast_object_list(box, src=0)
-    if box[1] is not None:
-        raise error if error is not None else box[1]
-    return box[0]
-
-
 # -------------------------------------------------------------------------- the run's state
 
 
@@ -309,7 +219,7 @@ class _Run:
     """
 
     def __init__(self, cfg: TrainConfig, splits: Splits, device: torch.device,
-                 ranks: _Ranks | None = None) -> None:
+                 ranks: Ranks | None = None) -> None:
         self.cfg, self.device, self.ranks = cfg, device, ranks
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, splits.in_shape, splits.classes).to(device)
@@ -537,14 +447,6 @@ def _description(run: _Run) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- the loop
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch.cuda.is_available() is False; use 'cpu' or 'auto'")
-    return torch.device(name)
-
-
 def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
     from safetensors.torch import save
 
@@ -658,12 +560,12 @@ def train(
     """
     cfg = dataclasses.replace(config, **overrides) if config is not None else TrainConfig(**overrides)
     outdir = Path(out) if out is not None else None
-    return _train(cfg, outdir, resume, progress, callback, _join_group(cfg.device))
+    return _train(cfg, outdir, resume, progress, callback, join_group(cfg.device))
 
 
 def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool | None,
            callback: Callable[[dict[str, Any]], None] | None,
-           ranks: _Ranks | None) -> dict[str, Any]:
+           ranks: Ranks | None) -> dict[str, Any]:
     """The body of :func:`train`; ``ranks`` is None in one process."""
     lead = ranks is None or ranks.lead
     if ranks is not None and cfg.batch_size < ranks.world:
@@ -677,8 +579,8 @@ def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool |
                 raise ValueError(f"{outdir} already holds a run; pass resume=True (--resume) "
                                  "to continue it, or choose another output directory")
 
-    _from_lead(ranks, prepare_out)
-    device = _device(cfg.device) if ranks is None else ranks.device
+    from_lead(ranks, prepare_out)
+    device = resolve_device(cfg.device) if ranks is None else ranks.device
     splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed)
     run = _Run(cfg, splits, device, ranks)
     n = sum(p.numel() for p in run.params.values())
@@ -709,7 +611,7 @@ def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool |
             _save_tensors(outdir / "init.safetensors", run.init_state)
         return None
 
-    resumed = _from_lead(ranks, resume_or_start)
+    resumed = from_lead(ranks, resume_or_start)
     if resumed is not None:
         snap, results["epochs"] = resumed
         run.restore(snap)
@@ -751,7 +653,7 @@ def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool |
         return finish_epoch(measure(epoch, train_loss, train_acc, projection, seconds))
 
     def close_epoch(*args: Any) -> dict[str, Any]:
-        record = _from_lead(ranks, functools.partial(lead_epoch, *args))
+        record = from_lead(ranks, functools.partial(lead_epoch, *args))
         if not lead:
             results["epochs"].append(record)
         if callback is not None:
@@ -784,7 +686,7 @@ def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool |
             _write_json(outdir / "results.json", results)
         return results
 
-    return _from_lead(ranks, finish)
+    return from_lead(ranks, finish)
 
 
 def _progress_bar(progress: bool | None, cfg: TrainConfig, done: int):
