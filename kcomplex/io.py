@@ -492,11 +492,24 @@ def _import_torch(why: str) -> Any:
     return torch
 
 
+def _torch_load(torch: Any, path: Path) -> Any:
+    """``torch.load(weights_only=True)``, memory-mapped where the file allows it (the zip
+    format of every torch >= 1.6): a tensor's bytes are read when it is touched, so reading
+    one tensor of a large checkpoint (a distributed or streamed task) reads only that one.
+    The mapping is private: writes to the arrays never reach the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):  # legacy (non-zip) files cannot be mapped
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _plan_torch(path: Path) -> _Plan:
     torch = _import_torch(f"reading {path}")
     try:
         with _reading(path, "torch", (RuntimeError,)):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = _torch_load(torch, path)
     except pickle.UnpicklingError as exc:
         found = _UNPICKLER_DETAIL.search(str(exc))
         detail = found.group(1).split(". ")[0] if found else str(exc).split("\n")[0]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from pathlib import Path
 from collections import OrderedDict
 
 import numpy as np
@@ -349,6 +350,21 @@ def test_torch_bare_tensor_and_legacy_format(tmp_path):
     _assert_same(load_weights(tmp_path / "t.pt"), {"weights": t})
     torch.save({"w": t}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
     _assert_same(load_weights(tmp_path / "old.pt"), {"w": t})
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_torch_zip_files_are_memory_mapped_legacy_files_read(tmp_path):
+    from kcomplex.io import _torch_load
+
+    t = torch.randn(4096)
+    torch.save({"w": t}, tmp_path / "zip.pt")
+    torch.save({"w": t}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    mapped = _torch_load(torch, tmp_path / "zip.pt")
+    assert str(tmp_path / "zip.pt") in Path("/proc/self/maps").read_text()
+    legacy = _torch_load(torch, tmp_path / "old.pt")
+    assert torch.equal(mapped["w"], t) and torch.equal(legacy["w"], t)
+    mapped["w"].zero_()  # a private mapping: the file keeps its values
+    assert torch.equal(torch.load(tmp_path / "zip.pt", weights_only=True)["w"], t)
 
 
 def test_torch_file_holding_a_list_is_rejected(tmp_path):
