@@ -48,9 +48,10 @@ def plot_complexity(runs: dict[str, dict], path: str | os.PathLike | None = None
     One panel per quantity, one line per run. Returns the matplotlib figure.
     """
     plt = _pyplot()
-    estimators = sorted({k for r in runs.values() for k in r["epochs"][0]["complexity"]},
-                        key=lambda k: ("bdm", "gzip", "bz2", "lzma", "zstd").index(k[:-5])
-                        if k[:-5] in ("bdm", "gzip", "bz2", "lzma", "zstd") else 9)
+    measured = {k for r in runs.values() for k in r["epochs"][0]["complexity"]}
+    # The paper's order first, then any other estimator by name.
+    order = [f"{e}_bits" for e in ("bdm", "gzip", "bz2", "lzma", "zstd")]
+    estimators = [k for k in order if k in measured] + sorted(measured - set(order))
     panels = ["val_acc"] + estimators
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)

@@ -68,7 +68,6 @@ RESULTS_FORMAT = "momos-train/1"
 _OPTIMIZERS = ("adamw", "sgd")
 _PROJECT_EVERY = ("epoch", "step")
 _DEVICES = ("auto", "cpu", "cuda")
-_QAT_SUFFIX = "parametrizations.weight.original"
 # Per-model defaults of MOMOS.md: (optimizer, lr, weight decay).
 _DEFAULTS = {"resnet20": ("sgd", 0.1, 1e-4), "mlp": ("adamw", 3e-4, 1e-2), "vit": ("adamw", 3e-4, 1e-2)}
 
@@ -269,14 +268,17 @@ class _Run:
     def codec_source(self):
         """(state dict, (bank, mosaic, layout)) for the codec, under the plain names.
 
-        The projector pools ``model.parameters()`` (the QAT order for ``momos+qat``); only the
-        span names change here, so the stream holds the latent float weights in pool order.
+        The projector pools ``model.parameters()`` (the QAT order for ``momos+qat``); the
+        pooled tensors are the very ``Parameter`` objects of ``self.params``, so only the
+        span names change here, and the stream holds the latent float weights in pool order.
         """
         mm = self.momos
-        spans = tuple(dataclasses.replace(sp, name=_plain(sp.name)) for sp in mm.layout.spans)
+        plain = {id(p): n for n, p in self.params.items()}
+        pooled = pool_parameters(self.model)
+        spans = tuple(dataclasses.replace(sp, name=plain[id(t)])
+                      for sp, (_, t) in zip(mm.layout.spans, pooled))
         layout = dataclasses.replace(mm.layout, spans=spans)
-        state = {_plain(n): p.detach().cpu() for n, p in self.model.named_parameters()
-                 if p.requires_grad}
+        state = {n: p.detach().cpu() for n, p in self.params.items()}
         return state, (mm.motifs.cpu(), mm.mosaic.cpu(), layout)
 
     # -- steps ---------------------------------------------------------------------------
@@ -397,15 +399,6 @@ class _Run:
                 mm.layout = layout_of(pool_parameters(self.model), mm.s)
 
 
-def _plain(name: str) -> str:
-    """``a.parametrizations.weight.original`` -> ``a.weight`` (QAT's rename undone)."""
-    if name == _QAT_SUFFIX:
-        return "weight"
-    if name.endswith("." + _QAT_SUFFIX):
-        return name[: -len(_QAT_SUFFIX)] + "weight"
-    return name
-
-
 # ---------------------------------------------------------------------------- measurement
 
 
@@ -413,9 +406,9 @@ def _complexity(weights: Mapping[str, torch.Tensor], estimators: tuple[str, ...]
     """Sparsity, L2 norm and kcomplex bits of the whole weight vector."""
     from kcomplex import analyze
 
-    flat = torch.cat([w.reshape(-1).to("cpu", torch.float32) for w in weights.values()])
-    total = analyze({k: w.cpu() for k, w in weights.items()}, list(estimators),
-                    per_tensor=False, progress=False).total
+    host = {k: w.cpu() for k, w in weights.items()}
+    flat = torch.cat([w.reshape(-1).float() for w in host.values()])
+    total = analyze(host, list(estimators), per_tensor=False, progress=False).total
     out = {"sparsity": float((flat == 0).double().mean()),
            "l2": float(torch.linalg.vector_norm(flat.double()))}
     out["complexity"] = {f"{e}_bits": float(total[f"{e}_bits"]) for e in estimators}
@@ -438,8 +431,7 @@ def _description(run: _Run) -> dict[str, Any]:
     if cfg.uses_qat:
         # The paper's bound stores the bank at the QAT width; our stream keeps the latent
         # float32 bank, from which the quantized weights follow deterministically.
-        k, m = bank[0].shape[0], bank[2].m
-        out["bound_bits"] = bound_bits(dl.trivial_bits // 32, cfg.s, k=min(k, m), q=cfg.q)
+        out["bound_bits"] = bound_bits(n, cfg.s, k=bank[0].shape[0], q=cfg.q)
         out["rac_bound"] = dl.trivial_bits / out["bound_bits"]
     return out
 
