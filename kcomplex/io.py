@@ -603,7 +603,7 @@ def _safetensors_reader(
 def _safetensors_chunk_reader(
     name: str, code: str, shape: tuple[int, ...], start: int, end: int
 ) -> Callable[[_SafetensorsReader, int], Iterator[np.ndarray]]:
-    # bfloat16 is read as uint16 and widened chunk by chunk, like _read_bfloat16.
+    # bfloat16 is read as uint16 and widened chunk by chunk.
     dtype = np.dtype("<u2" if code == "BF16" else _ST_NUMPY[code])
 
     def read_chunks(reader: _SafetensorsReader, chunk: int) -> Iterator[np.ndarray]:
@@ -614,7 +614,7 @@ def _safetensors_chunk_reader(
             )
         fh = reader.handle("raw")
         for piece in _raw_chunks(fh, reader.path, name, dtype, shape, start, chunk):
-            yield (piece.astype(np.uint32) << 16).view(np.float32) if code == "BF16" else piece
+            yield _widen_bfloat16(piece) if code == "BF16" else piece
 
     return read_chunks
 
@@ -722,8 +722,12 @@ def _read_bfloat16(
     raw = fh.read(end - start)
     if len(raw) != end - start:
         raise WeightsFormatError(f"{path}: tensor {name!r} is truncated")
-    bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-    return bits.view(np.float32).reshape(shape)
+    return _widen_bfloat16(np.frombuffer(raw, dtype="<u2")).reshape(shape)
+
+
+def _widen_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bfloat16 bit patterns (``uint16``): the top half of a float32."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 _PLANNERS: dict[str, Callable[[Path], _Plan]] = {
