@@ -109,6 +109,17 @@ def test_missing_shard_is_named(files, tmp_path):
         kd.analyze(tmp_path / files["index"].name)
 
 
+@pytest.mark.parametrize("kw, match", [
+    (dict(), "either a scheduler address or a number of workers"),
+    (dict(scheduler="tcp://127.0.0.1:9", workers=2), "either a scheduler"),
+    (dict(workers=0), "at least 1"),
+])
+def test_connect_needs_one_target(kw, match):
+    with pytest.raises(ValueError, match=match):
+        with kd.connect(**kw):
+            pass
+
+
 def test_bad_scheduler_address():
     with pytest.raises(ConnectionError, match="tcp://127.0.0.1:9"):
         with kd.connect("tcp://127.0.0.1:9", timeout=0.5):

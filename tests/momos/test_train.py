@@ -290,6 +290,14 @@ def test_resume_continues_bit_identically(tmp_path, runs):
         assert (out / f).read_bytes() == (straight_out / f).read_bytes(), f
 
 
+def test_load_results_rejects_other_files(tmp_path):
+    (tmp_path / "results.json").write_text('{"epochs": []}')
+    with pytest.raises(ValueError, match="not a momos results file"):
+        load_results(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_results(tmp_path / "missing")
+
+
 def test_existing_run_is_not_overwritten(tmp_path):
     _run(tmp_path, epochs=0)
     with pytest.raises(ValueError, match="already holds a run"):
