@@ -87,7 +87,13 @@ def join_group(device: str) -> Ranks | None:
 
 def _leave_group() -> None:
     if dist.is_initialized():
-        dist.destroy_process_group()
+        # Every rank tears down together: a rank that closes its connections while a
+        # peer is still exiting can make the peer's gloo threads abort it (SIGABRT, seen
+        # once in CI with `momos train --nproc 2` after the run had finished).
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def from_lead(ranks: Ranks | None, fn: Callable[[], Any]) -> Any:
