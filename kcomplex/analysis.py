@@ -10,7 +10,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .files import write_atomic
 from .estimators import Estimator, resolve_estimators
 from .io import load_weights
 from .symbols import _describe_non_finite
@@ -30,18 +30,6 @@ __all__ = ["Report", "Comparison", "analyze", "compare", "ALL"]
 ALL = "(all)"
 
 _NONFINITE = ("raise", "drop")
-
-
-def _write_atomic(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _Table:
@@ -57,14 +45,14 @@ class _Table:
             indent=2,
         )
         if path is not None:
-            _write_atomic(path, text)
+            write_atomic(path, text)
         return text
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
         """The table as CSV; written atomically to ``path`` if given."""
         text = self.table.to_csv(index=False)
         if path is not None:
-            _write_atomic(path, text)
+            write_atomic(path, text)
         return text
 
     def __str__(self) -> str:

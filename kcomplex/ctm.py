@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import importlib.metadata
 import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _kernels as _k
+from .files import write_atomic
 
 __all__ = ["CTMTable", "load_table", "cache_dir", "TABLES"]
 
@@ -198,16 +199,11 @@ def _fingerprint(source: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _save_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
 
 
 def _read_cache(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
@@ -277,7 +273,7 @@ def load_table(ndim: int = 1, n_symbols: int = 2) -> CTMTable:
     if arrays is None:
         arrays = _convert(source, ndim, n_symbols)
         try:
-            _write_atomic(path, {**arrays, "fingerprint": np.array(fingerprint)})
+            _save_cache(path, {**arrays, "fingerprint": np.array(fingerprint)})
         except OSError as exc:
             warnings.warn(
                 f"could not write the CTM cache {path} ({exc}); set KCOMPLEX_CACHE_DIR "

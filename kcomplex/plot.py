@@ -5,11 +5,14 @@ matplotlib is imported when a figure is drawn, never at ``import kcomplex``.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .files import write_atomic
 
 if TYPE_CHECKING:
     from .analysis import Comparison, Report
@@ -33,10 +36,9 @@ def _pyplot():
 
 def _finish(fig, path: str | os.PathLike | None):
     if path is not None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp" + path.suffix)
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=120, bbox_inches="tight", format=Path(path).suffix[1:] or "png")
+        write_atomic(path, buf.getvalue())
     return fig
 
 

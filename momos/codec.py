@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -38,6 +36,7 @@ import torch
 import zstandard
 from torch import nn
 
+from kcomplex.files import write_atomic
 from kcomplex.mdl import (BitReader, BitWriter, coded_bits, decode_coded, dequantize_uniform,
                           elias_delta_length, quantize_uniform, two_part_bits)
 
@@ -473,20 +472,3 @@ def description_length(model, momos, q: int = 32) -> DescriptionLength:
         mosaic_bits_ideal=float(ideal), mosaic_coded=st["coded"], leftover_bits=leftover,
         total_bits=total, bound_bits=bound, trivial_bits=32 * n,
         rac_bound=32 * n / bound, rac_exact=32 * n / total, tensors=tensors)
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically: a temporary file in the same folder, flushed
-    and fsynced, then ``os.replace``; on failure the temporary file is removed."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".momos-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
