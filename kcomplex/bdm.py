@@ -9,8 +9,10 @@ not), computed by the numba kernels of :mod:`kcomplex._kernels`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy as np
 from . import _kernels as _k
 from .ctm import CTMTable, bits_per_symbol, load_table
 from .symbols import to_numpy
+from .validation import check_int, is_int
 
 __all__ = ["BDM", "BlockCounts", "bdm", "PARTITIONS"]
 
@@ -29,6 +32,11 @@ PARTITIONS = {
 }
 
 
+# Most blocks one BlockCounts may hold: the sum of two stays below 2**63, so merged counts
+# and the entropy's total never overflow int64.
+_MAX_BLOCKS = 1 << 62
+
+
 @dataclass(frozen=True, eq=False)
 class BlockCounts:
     """Multiplicities of the distinct blocks of a decomposition.
@@ -37,17 +45,79 @@ class BlockCounts:
     so BDM of a merge equals BDM of the whole; pieces added in order give the same
     value to the last bit.
 
+    Made by :meth:`BDM.count`; built by hand, every field is checked (see Raises) and
+    the arrays are copied into read-only ``int64`` arrays, so counts that exist are valid.
+
     Attributes
     ----------
     ndim, n_symbols : int
-        Dimension and alphabet of the blocks.
-    groups : dict[int, tuple[np.ndarray, np.ndarray]]
-        Block side length -> (raw block keys in order of first appearance, counts).
+        Dimension and alphabet of the blocks; a CTM table must exist for them.
+    groups : Mapping[int, tuple[np.ndarray, np.ndarray]]
+        Block side -> (raw block keys in order of first appearance, counts), read-only.
+        A key holds the block's symbols read row-major, first symbol most significant,
+        ``bits_per_symbol(n_symbols)`` bits each.
+
+    Raises
+    ------
+    TypeError
+        If ``ndim``, ``n_symbols`` or a side is not an integer, ``groups`` is not a
+        mapping of sides to ``(keys, counts)`` pairs, or keys or counts are not integer
+        arrays.
+    ValueError
+        If there is no CTM table for ``ndim`` and ``n_symbols``, a side is not in it,
+        keys and counts are not 1-D of equal non-zero length, a key is not a block of
+        that side over the alphabet or appears twice, a count is below 1, or there are
+        2**62 blocks or more.
     """
 
     ndim: int
     n_symbols: int
-    groups: dict[int, tuple[np.ndarray, np.ndarray]]
+    groups: Mapping[int, tuple[np.ndarray, np.ndarray]]
+
+    def __post_init__(self) -> None:
+        ndim = check_int(self.ndim, "BlockCounts ndim")
+        n_symbols = check_int(self.n_symbols, "BlockCounts n_symbols")
+        sides = load_table(ndim, n_symbols).sizes
+        if not isinstance(self.groups, Mapping):
+            raise TypeError(
+                "BlockCounts groups must be a mapping {block side: (keys, counts)}, got "
+                f"{type(self.groups).__name__}"
+            )
+        groups, total = {}, 0
+        for side, pair in self.groups.items():
+            side = check_int(side, "BlockCounts block side")
+            if side not in sides:
+                raise ValueError(
+                    f"BlockCounts has a group of block side {side}; the CTM table for "
+                    f"ndim={ndim}, n_symbols={n_symbols} has sides {sides}"
+                )
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise TypeError(
+                    f"BlockCounts group of side {side} must be a (keys, counts) tuple, "
+                    f"got {type(pair).__name__}"
+                )
+            keys = _checked_keys(pair[0], side, ndim, n_symbols)
+            counts = _checked_counts(pair[1], side, keys.size)
+            # Summed in int64 only where that cannot overflow (so for all real counts).
+            small = int(counts.max()) < _MAX_BLOCKS // counts.size
+            total += int(counts.sum()) if small else sum(map(int, counts))
+            if total >= _MAX_BLOCKS:
+                raise ValueError(f"BlockCounts hold 2**62 blocks or more ({total})")
+            groups[side] = (keys, counts)
+        _freeze(self, ndim, n_symbols, groups)
+
+    @classmethod
+    def _of_counter(cls, ndim: int, n_symbols: int,
+                    groups: dict[int, tuple[np.ndarray, np.ndarray]]) -> BlockCounts:
+        """Counts made by an ``_Accumulator``, valid by construction (their keys come
+        from checked symbols or from valid counts): not checked again."""
+        counts = object.__new__(cls)
+        _freeze(counts, ndim, n_symbols, groups)
+        return counts
+
+    def __reduce__(self) -> tuple:
+        # Unpickled counts go through the checks, like counts built by hand.
+        return (BlockCounts, (self.ndim, self.n_symbols, dict(self.groups)))
 
     @property
     def n_blocks(self) -> int:
@@ -66,6 +136,11 @@ class BlockCounts:
             raise ValueError(
                 f"cannot merge counts of ndim={self.ndim}, n_symbols={self.n_symbols} "
                 f"with counts of ndim={other.ndim}, n_symbols={other.n_symbols}"
+            )
+        if self.n_blocks + other.n_blocks >= _MAX_BLOCKS:
+            raise ValueError(
+                f"cannot merge counts of {self.n_blocks} and {other.n_blocks} blocks: "
+                "BlockCounts hold fewer than 2**62 blocks"
             )
         acc = _Accumulator(self.ndim, self.n_symbols)
         for part in (self, other):
@@ -94,6 +169,66 @@ class BlockCounts:
             f"BlockCounts(ndim={self.ndim}, n_symbols={self.n_symbols}, "
             f"n_blocks={self.n_blocks}, groups={{{sizes}}})"
         )
+
+
+def _freeze(counts: BlockCounts, ndim: int, n_symbols: int,
+            groups: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Set the fields of ``counts``, arrays read-only: valid counts stay valid."""
+    for keys, n in groups.values():
+        keys.setflags(write=False)
+        n.setflags(write=False)
+    object.__setattr__(counts, "ndim", ndim)
+    object.__setattr__(counts, "n_symbols", n_symbols)
+    object.__setattr__(counts, "groups", MappingProxyType(groups))
+
+
+def _integer_array(values: Any, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty: leave the group out")
+    return arr
+
+
+def _checked_keys(values: Any, side: int, ndim: int, n_symbols: int) -> np.ndarray:
+    """Block keys of ``side`` as a fresh ``int64`` array, checked: every symbol field below
+    ``n_symbols``, no key twice."""
+    what = f"BlockCounts keys of side {side}"
+    keys = _integer_array(values, what)
+    bits, cells = bits_per_symbol(n_symbols), side**ndim
+    if keys.min() < 0 or keys.max() >= 1 << (bits * cells):
+        bad = keys[(keys < 0) | (keys >= 1 << (bits * cells))][0]
+        raise ValueError(
+            f"{what}: key {bad} is not a block of {cells} symbols of {bits} bits "
+            f"(keys lie in [0, 2**{bits * cells}))"
+        )
+    keys = keys.astype(np.int64)  # a copy: the caller's array may change later
+    if n_symbols != 1 << bits:  # symbol fields of bits bits can hold values >= n_symbols
+        mask = (1 << bits) - 1
+        for field in range(cells):
+            symbol = (keys >> (bits * field)) & mask
+            if (symbol >= n_symbols).any():
+                bad = keys[symbol >= n_symbols][0]
+                raise ValueError(
+                    f"{what}: key {bad} holds a symbol of "
+                    f"{int(symbol[symbol >= n_symbols][0])}, outside [0, {n_symbols})"
+                )
+    if np.unique(keys).size != keys.size:
+        raise ValueError(f"{what} repeat a key: each distinct block appears once")
+    return keys
+
+
+def _checked_counts(values: Any, side: int, n_keys: int) -> np.ndarray:
+    what = f"BlockCounts counts of side {side}"
+    counts = _integer_array(values, what)
+    if counts.size != n_keys:
+        raise ValueError(f"{what}: {counts.size} counts for {n_keys} keys")
+    if counts.min() < 1 or counts.max() >= _MAX_BLOCKS:
+        raise ValueError(f"{what} must lie in [1, 2**62), got {counts.min()}..{counts.max()}")
+    return counts.astype(np.int64)
 
 
 # Key spaces up to this many bits are counted in direct-address arrays (binary 1-D and
@@ -225,7 +360,7 @@ class _Accumulator:
                 groups[size] = piece
             if groups[size][0].size == 0:
                 del groups[size]
-        return BlockCounts(ndim=self.ndim, n_symbols=self.n_symbols, groups=groups)
+        return BlockCounts._of_counter(self.ndim, self.n_symbols, groups)
 
 
 @lru_cache(maxsize=None)
@@ -264,6 +399,9 @@ class BDM:
 
     Raises
     ------
+    TypeError
+        If ``ndim``, ``n_symbols``, ``min_length``, ``shift`` or a side of ``shape`` is
+        not an integer (``2.0`` and ``True`` are not).
     ValueError
         For a table that does not exist, an unknown partition, a block side the table
         lacks, or ``min_length`` / ``shift`` below 1.
@@ -287,30 +425,25 @@ class BDM:
         min_length: int = 2,
         shift: int = 1,
     ) -> None:
-        self.table = load_table(ndim, n_symbols)
-        self.ndim = ndim
-        self.n_symbols = n_symbols
-        if partition not in PARTITIONS:
+        # Every option is checked before the table is loaded (load_table caches).
+        ndim, n_symbols = check_int(ndim, "ndim"), check_int(n_symbols, "n_symbols")
+        if not isinstance(partition, str) or partition not in PARTITIONS:
             raise ValueError(
                 f"unknown partition {partition!r}; valid: {', '.join(PARTITIONS)}"
             )
+        sides = _block_sides(shape, ndim)
+        self.min_length = check_int(min_length, "min_length", minimum=1)
+        self.shift = check_int(shift, "shift", minimum=1)
+        self.table = load_table(ndim, n_symbols)
+        self.ndim = ndim
+        self.n_symbols = n_symbols
         self.partition = partition
-        if shape is None:
-            size = self.table.sizes[-1]
-        else:
-            sides = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-            if len(sides) not in (1, ndim) or len(set(sides)) != 1:
-                raise ValueError(f"block shape {shape} must be square with {ndim} axes")
-            size = int(sides[0])
+        size = self.table.sizes[-1] if sides is None else sides[0]
         if size not in self.table.sizes:
             raise ValueError(
                 f"block side {size} is not in the CTM table; available: {self.table.sizes}"
             )
         self.size = size
-        if int(min_length) < 1 or int(shift) < 1:
-            raise ValueError(f"min_length ({min_length}) and shift ({shift}) must be >= 1")
-        self.min_length = int(min_length)
-        self.shift = int(shift)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -431,6 +564,11 @@ class BDM:
     # -- values -------------------------------------------------------------------------
 
     def _check_counts(self, counts: BlockCounts) -> None:
+        if not isinstance(counts, BlockCounts):
+            raise TypeError(
+                f"counts must be kcomplex.BlockCounts (from BDM.count), got "
+                f"{type(counts).__name__}"
+            )
         if (counts.ndim, counts.n_symbols) != (self.ndim, self.n_symbols):
             raise ValueError(
                 f"counts are for ndim={counts.ndim}, n_symbols={counts.n_symbols}; this "
@@ -501,9 +639,24 @@ def _normalize(value: float, lo: float, hi: float, what: str) -> float:
     return (value - lo) / (hi - lo)
 
 
-@lru_cache(maxsize=32)
-def _cached_bdm(**options: Any) -> BDM:
-    return BDM(**options)
+def _block_sides(shape: Any, ndim: int) -> tuple[int, ...] | None:
+    """The sides of a ``shape`` option (an integer or a sequence of equal integers), or
+    None for the table's largest."""
+    if shape is None:
+        return None
+    if is_int(shape):
+        sides: Sequence[Any] = (shape,)
+    elif isinstance(shape, (Sequence, np.ndarray)) and not isinstance(shape, (str, bytes)):
+        sides = list(shape)
+    else:
+        raise TypeError(
+            f"shape must be an integer or a sequence of integers, got {shape!r} "
+            f"({type(shape).__name__})"
+        )
+    sides = tuple(check_int(side, "shape", minimum=1) for side in sides)
+    if len(sides) not in (1, ndim) or len(set(sides)) != 1:
+        raise ValueError(f"block shape {shape} must be square with {ndim} axes")
+    return sides
 
 
 def bdm(x: Any, **options: Any) -> float:
@@ -515,8 +668,5 @@ def bdm(x: Any, **options: Any) -> float:
     >>> round(bdm(np.ones(100, dtype=int), partition="recursive"), 6)
     36.541242
     """
-    shape = options.get("shape")
-    if shape is not None:
-        # Any sequence is a shape for BDM; the instance cache needs a hashable one.
-        options["shape"] = tuple(int(s) for s in np.atleast_1d(shape))
-    return _cached_bdm(**options).bdm(x)
+    # No instance cache: a BDM holds nothing costly (its table is cached per process).
+    return BDM(**options).bdm(x)

@@ -4,7 +4,9 @@ pybdm stores each table as a gzip-compressed pickle of
 ``{shape: {canonical key string: CTM bits}}``. Unpickling the 9-symbol table takes
 seconds and about a gigabyte of Python objects, so each table is converted once into a
 dense ``float64`` array per block shape, indexed by the rank of the canonical key, and
-cached on disk as an ``.npz`` file; later loads read the cache.
+cached on disk as an ``.npz`` file; later loads read the cache. The cache holds the
+fingerprint of its source file and a SHA-256 checksum of its content; a cache whose
+fingerprint, members, array shapes or checksum are not the expected ones is rebuilt.
 
 The data files are located through ``importlib.metadata`` without importing pybdm,
 whose import needs ``pkg_resources``.
@@ -15,11 +17,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import math
 import importlib.metadata
+import math
 import os
 import pickle
 import warnings
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _kernels as _k
-from .files import write_atomic
+from .files import regular_file, write_atomic
+from .validation import check_int
 
 __all__ = ["CTMTable", "load_table", "cache_dir", "TABLES"]
 
@@ -41,8 +45,15 @@ TABLES: dict[tuple[int, int], str] = {
     (2, 2): "ctm-b2-d4x4.pkl.gz",
 }
 
+#: ndim -> the block sides every table of that dimension covers (pybdm's data files: strings
+#: of 1 to 12 symbols, squares of side 1 to 4).
+_SIDES: dict[int, tuple[int, ...]] = {1: tuple(range(1, 13)), 2: (1, 2, 3, 4)}
+
 # Bump when the cache layout changes, so old caches are rebuilt rather than misread.
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
+
+# The cache's fingerprint and checksum: SHA-256 hex digests, stored as 0-d string arrays.
+_DIGEST = np.dtype("<U64")
 
 
 def bits_per_symbol(n_symbols: int) -> int:
@@ -190,7 +201,35 @@ def _convert(source: Path, ndim: int, n_symbols: int) -> dict[str, np.ndarray]:
         labels[ranks] = digits.max(axis=1) + 1
         arrays[f"values_{shape[0]}"] = values
         arrays[f"labels_{shape[0]}"] = labels
+    expected = _layout(ndim, n_symbols)
+    if {name: (a.dtype, a.shape) for name, a in arrays.items()} != expected:
+        raise ValueError(
+            f"{source} does not hold the block shapes of the CTM table for ndim={ndim}, "
+            f"n_symbols={n_symbols}; reinstall pybdm==0.1.0"
+        )
     return arrays
+
+
+def _layout(ndim: int, n_symbols: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Name -> (dtype, shape) of every table array: one value and one label per canonical
+    block of each side, a number that follows from the side and the alphabet alone."""
+    out = {}
+    for side in _SIDES[ndim]:
+        length = side**ndim
+        n_canonical = int(_k.rgs_completions(length, min(n_symbols, length))[1, 1])
+        out[f"values_{side}"] = (np.dtype(np.float64), (n_canonical,))
+        out[f"labels_{side}"] = (np.dtype(np.uint8), (n_canonical,))
+    return out
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of ``arrays``, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}:".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _fingerprint(source: Path) -> str:
@@ -199,26 +238,64 @@ def _fingerprint(source: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _save_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _save_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    content = {**arrays, "fingerprint": np.array(fingerprint, dtype=_DIGEST)}
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **content, checksum=np.array(_checksum(content), dtype=_DIGEST))
     write_atomic(path, buf.getvalue())
 
 
-def _read_cache(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
-    """Arrays of a valid cache file, or None when it is absent, stale or corrupt."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["fingerprint"]) != fingerprint:
-                return None
-            arrays = {name: data[name] for name in data.files if name != "fingerprint"}
-    except Exception:  # truncated file, bad zip CRC, missing member: rebuild, never trust
-        return None
-    for name, arr in arrays.items():
-        expected = np.uint8 if name.startswith("labels_") else np.float64
-        if arr.dtype != expected or arr.ndim != 1:
+def _read_member(zf: zipfile.ZipFile, name: str, dtype: np.dtype,
+                 shape: tuple[int, ...]) -> np.ndarray | None:
+    """The array ``name`` of an ``.npz`` if its header announces ``dtype`` and ``shape``
+    and its data is all there; else None. The bytes read are those the expected shape
+    needs (plus one, to notice trailing data), never what the file announces."""
+    with zf.open(f"{name}.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            header = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            header = np.lib.format.read_array_header_2_0(fh)
+        else:
             return None
+        if header != (shape, False, dtype):
+            return None
+        n_bytes = math.prod(shape) * dtype.itemsize
+        data = fh.read(n_bytes + 1)
+    if len(data) != n_bytes:
+        return None
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _read_cache(path: Path, fingerprint: str,
+                layout: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, np.ndarray] | None:
+    """Arrays of a valid cache file, or None when it is absent, not a regular file, stale
+    (another fingerprint) or corrupt (other members, dtypes or shapes than ``layout``, or
+    content that does not match its checksum)."""
+    try:
+        regular_file(path, "CTM cache")
+    except (OSError, ValueError):  # absent, unreachable, or a FIFO/device/directory
+        return None
+    digests = {"fingerprint": (_DIGEST, ()), "checksum": (_DIGEST, ())}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if sorted(zf.namelist()) != sorted(f"{n}.npy" for n in {**layout, **digests}):
+                return None
+            stored = _read_member(zf, "fingerprint", *digests["fingerprint"])
+            if stored is None or str(stored) != fingerprint:
+                return None
+            arrays = {}
+            for name, (dtype, shape) in {**layout, **digests}.items():
+                arrays[name] = _read_member(zf, name, dtype, shape)
+                if arrays[name] is None:
+                    return None
+    except Exception:  # truncated file, bad zip CRC, garbled header: rebuild, never trust
+        return None
+    checksum = str(arrays.pop("checksum"))
+    if _checksum(arrays) != checksum:
+        return None
+    del arrays["fingerprint"]
     return arrays
 
 
@@ -232,7 +309,6 @@ def _from_arrays(ndim: int, n_symbols: int, arrays: dict[str, np.ndarray]) -> CT
     return CTMTable(ndim=ndim, n_symbols=n_symbols, values=values, labels=labels)
 
 
-@lru_cache(maxsize=None)
 def load_table(ndim: int = 1, n_symbols: int = 2) -> CTMTable:
     """Load a CTM table, from the on-disk cache when a valid one exists.
 
@@ -246,10 +322,12 @@ def load_table(ndim: int = 1, n_symbols: int = 2) -> CTMTable:
     Returns
     -------
     CTMTable
-        Loaded once per process and shared.
+        Loaded once per process and shared (``load_table.cache_clear()`` forgets it).
 
     Raises
     ------
+    TypeError
+        If ``ndim`` or ``n_symbols`` is not an integer (``2.0`` and ``True`` are not).
     ValueError
         If no table exists for ``(ndim, n_symbols)``.
     FileNotFoundError
@@ -261,24 +339,35 @@ def load_table(ndim: int = 1, n_symbols: int = 2) -> CTMTable:
     >>> table.sizes[-1], round(float(table.lookup(12, np.array([0]))[0]), 6)
     (12, 25.610414)
     """
+    # Checked before the in-process cache: 2.0 == 2 would otherwise hit, or be stored
+    # under, the key of the table for 2 symbols.
+    ndim, n_symbols = check_int(ndim, "ndim"), check_int(n_symbols, "n_symbols")
     if (ndim, n_symbols) not in TABLES:
         valid = ", ".join(f"ndim={d} n_symbols={n}" for d, n in TABLES)
         raise ValueError(
             f"no CTM table for ndim={ndim}, n_symbols={n_symbols}; tables exist for {valid}"
         )
+    return _load_table(ndim, n_symbols)
+
+
+@lru_cache(maxsize=None)
+def _load_table(ndim: int, n_symbols: int) -> CTMTable:
     source = _source_path(TABLES[ndim, n_symbols])
     fingerprint = _fingerprint(source)
     path = cache_dir() / (TABLES[ndim, n_symbols].replace(".pkl.gz", "") + ".npz")
-    arrays = _read_cache(path, fingerprint)
+    arrays = _read_cache(path, fingerprint, _layout(ndim, n_symbols))
     if arrays is None:
         arrays = _convert(source, ndim, n_symbols)
         try:
-            _save_cache(path, {**arrays, "fingerprint": np.array(fingerprint)})
+            _save_cache(path, arrays, fingerprint)
         except OSError as exc:
             warnings.warn(
                 f"could not write the CTM cache {path} ({exc}); set KCOMPLEX_CACHE_DIR "
                 "to a writable directory to avoid converting the table on every run",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
     return _from_arrays(ndim, n_symbols, arrays)
+
+
+load_table.cache_clear = _load_table.cache_clear  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .bdm import BDM
+from .validation import check_choice, check_int
 
 __all__ = ["perturbation"]
 
@@ -138,8 +139,12 @@ def perturbation(
 
     Raises
     ------
+    TypeError
+        If ``bdm`` is not a :class:`BDM`, ``seed`` not an integer, or ``idx`` or
+        ``values`` not integers (floats are not truncated, booleans not read as 0/1).
     ValueError
-        Unknown metric, an index out of bounds, or a value outside the alphabet.
+        Unknown metric, ``idx`` not of shape ``(k, ndim)``, an index out of bounds, a
+        value outside the alphabet, or not one value per index.
 
     Examples
     --------
@@ -148,28 +153,42 @@ def perturbation(
     >>> np.round(perturbation(x, [10, 20]), 6)
     array([26.91763 , 27.348237])
     """
-    if metric not in _METRICS:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(_METRICS)}")
-    arr = np.asarray(x)
-    bdm = bdm if bdm is not None else BDM(ndim=arr.ndim)
+    check_choice(metric, "metric", _METRICS)
+    if seed is not None:
+        seed = check_int(seed, "seed", minimum=0)
+    if bdm is None:
+        bdm = BDM(ndim=np.asarray(x).ndim)
+    elif not isinstance(bdm, BDM):
+        raise TypeError(f"bdm must be a kcomplex.BDM, got {type(bdm).__name__}")
     arr = bdm._symbols(x, "input").copy()
     blocks = _Blocks(bdm, arr)
     if idx is None:
         index = np.indices(arr.shape).reshape(arr.ndim, -1).T
     else:
-        index = np.asarray(idx, dtype=np.int64).reshape(-1, arr.ndim)
-    bad = np.any((index < 0) | (index >= np.array(arr.shape)), axis=1)
-    if bad.any():
-        raise ValueError(
-            f"index {tuple(index[bad][0])} is out of bounds for input of shape {arr.shape}"
-        )
-    new = np.full(len(index), -1, dtype=np.int64) if values is None else np.asarray(
-        values, dtype=np.int64
-    ).reshape(-1)
-    if new.size != len(index):
-        raise ValueError(f"got {new.size} values for {len(index)} indices")
-    if np.any((new < -1) | (new >= bdm.n_symbols)):
-        raise ValueError(f"values must be -1 or symbols in [0, {bdm.n_symbols})")
+        index = _integers(idx, "idx")
+        if arr.ndim == 1 and index.ndim <= 1:
+            index = index.reshape(-1, 1)
+        if index.ndim != 2 or index.shape[1] != arr.ndim:
+            raise ValueError(
+                f"idx has shape {index.shape}; it must be (k, {arr.ndim}) for input of "
+                f"shape {arr.shape}" + (" (or (k,))" if arr.ndim == 1 else "")
+            )
+        bad = np.any((index < 0) | (index >= np.array(arr.shape)), axis=1)
+        if bad.any():
+            raise ValueError(
+                f"index {tuple(int(i) for i in index[bad][0])} is out of bounds for input "
+                f"of shape {arr.shape}"
+            )
+        index = index.astype(np.int64)
+    if values is None:
+        new = np.full(len(index), -1, dtype=np.int64)
+    else:
+        new = _integers(values, "values").reshape(-1)
+        if new.size != len(index):
+            raise ValueError(f"got {new.size} values for {len(index)} indices")
+        if np.any((new < -1) | (new >= bdm.n_symbols)):
+            raise ValueError(f"values must be -1 or symbols in [0, {bdm.n_symbols})")
+        new = new.astype(np.int64)
     rng = np.random.default_rng(seed)
     out = np.empty(len(index), dtype=np.float64)
     for i, (where, v) in enumerate(zip(map(tuple, index), new)):
@@ -178,6 +197,15 @@ def perturbation(
             v = 1 - old if bdm.n_symbols == 2 else _other(rng, old, bdm.n_symbols)
         out[i] = 0.0 if v == old else blocks.change(where, int(v), metric)
     return out
+
+
+def _integers(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.size == 0:  # an empty list is float64 to numpy, and selects nothing
+        return arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
+    return arr
 
 
 def _other(rng: np.random.Generator, old: int, n_symbols: int) -> int:
