@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,7 @@ from .estimators import (
     _entropy_bits,
     resolve_estimators,
 )
+from .files import regular_file
 from .io import WeightsFormatError, _iter_chunks, _plan_path, weight_shapes
 
 __all__ = ["analyze", "connect"]
@@ -75,6 +76,9 @@ _CODECS = ("gzip", "bz2", "lzma", "zstd")
 # per slice of this many.
 _MAX_CELLS = (1 << 15) - 1
 _SLICE = 1 << 20
+
+# The largest index read: real ones list a few thousand names in well under 1 MiB.
+_MAX_INDEX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -93,20 +97,63 @@ class _Tensor:
 # --- which tensors ---------------------------------------------------------------------
 
 
+def _read_index(index: Path) -> dict[str, str]:
+    """The ``weight_map`` of a ``.safetensors.index.json``: tensor names to shard names."""
+    try:
+        regular_file(index, "index")
+    except ValueError as exc:
+        raise WeightsFormatError(str(exc)) from None
+    with open(index, "rb") as fh:
+        # An index lists names only: anything this large is not one, and is not read.
+        raw = fh.read(_MAX_INDEX_BYTES + 1)
+    if len(raw) > _MAX_INDEX_BYTES:
+        raise WeightsFormatError(
+            f"{index}: larger than {_MAX_INDEX_BYTES >> 20} MiB, too large for a "
+            "safetensors index (a JSON object with a 'weight_map' of tensor names to shard "
+            "files)"
+        )
+    try:
+        content = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser's stack, never a real index.
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise WeightsFormatError(f"{index}: not a readable JSON file: {detail}") from None
+    weight_map = content.get("weight_map") if isinstance(content, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise WeightsFormatError(
+            f"{index}: not a safetensors index: expected a JSON object with a non-empty "
+            "'weight_map' object of tensor names to shard files"
+        )
+    for name, file in weight_map.items():
+        if not isinstance(file, str):
+            raise WeightsFormatError(
+                f"{index}: the shard of tensor {name!r} must be a file name (a string), got "
+                f"{json.dumps(file)[:80]}"
+            )
+    return weight_map
+
+
+def _shard_path(index: Path, file: str) -> Path:
+    """Shard `file` of `index`, which must name a file in the index's folder (or below it):
+    an index is data, often downloaded, and may not send the reader elsewhere."""
+    name = PurePath(file)
+    if not name.parts or name.is_absolute() or name.anchor or ".." in name.parts:
+        raise WeightsFormatError(
+            f"{index}: shard {file!r} is not inside the index's folder {index.parent}; an "
+            "index may only name files in its own folder (to analyze files elsewhere, pass "
+            "their paths as a list instead of the index)"
+        )
+    return index.parent / name
+
+
 def _shards(index: Path) -> list[Path]:
     """The shard files of a ``.safetensors.index.json``, in the order of their names
-    (``model-00001-of-00003...``), each checked to hold the tensors the index maps to it."""
-    try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-        files = sorted(set(weight_map.values()))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise WeightsFormatError(
-            f"{index}: not a safetensors index (a JSON object with a 'weight_map' of "
-            f"tensor names to shard files): {exc!r}"
-        ) from exc
+    (``model-00001-of-00003...``), each checked to lie in the index's folder and to hold
+    the tensors the index maps to it."""
+    weight_map = _read_index(index)
     shards = []
-    for file in files:
-        shard = index.parent / file
+    for file in sorted(set(weight_map.values())):
+        shard = _shard_path(index, file)
         if not shard.exists():
             raise FileNotFoundError(
                 errno.ENOENT, f"shard {file!r} of {index} is missing", str(shard)
@@ -168,9 +215,20 @@ def _prepared(
             raise TypeError(
                 f"{t.path}: tensor {t.name!r} has dtype {piece.dtype}; weights must be floating"
             )
-        w = np.ascontiguousarray(piece, dtype="<f4")
+        with np.errstate(over="ignore"):
+            w = np.ascontiguousarray(piece, dtype="<f4")
         finite = np.isfinite(w)
         if not finite.all():
+            # Finite in the file's dtype but beyond float32's range: an error, never dropped.
+            over = np.flatnonzero(np.isfinite(piece.reshape(-1)) & ~finite)
+            if over.size:
+                where = tuple(int(i) for i in np.unravel_index(first + int(over[0]), t.shape))
+                raise ValueError(
+                    f"{t.path}: tensor {t.name!r}: a value overflows float32 (first at index "
+                    f"{where}: {piece.reshape(-1)[over[0]]:.6g}); kcomplex measures weights as "
+                    "float32: rescale the weights to measure them (nonfinite='drop' does not "
+                    "drop finite values)"
+                )
             if nonfinite == "raise":
                 bad = first + int(np.flatnonzero(~finite)[0])
                 where = tuple(int(i) for i in np.unravel_index(bad, t.shape))
@@ -540,7 +598,9 @@ def analyze(
         A file :func:`kcomplex.load_weights` reads, several (one weight vector: the
         files in the given order, each file's tensors in :func:`~kcomplex.load_weights`
         order), or a sharded checkpoint's ``*.safetensors.index.json`` (its shards in
-        the order of their file names). Every path must be readable on every worker.
+        the order of their file names; the index may only name files in its own folder
+        or below it, links there are followed). Every path must be readable on every
+        worker.
     estimators : str or sequence of str
         As for :func:`kcomplex.analyze`.
     client : dask.distributed.Client, optional
@@ -564,7 +624,8 @@ def analyze(
     ValueError
         Unknown estimator, NaN/Inf weights (unless dropped), a tensor name in two
         files, no weights at all; :class:`~kcomplex.io.WeightsFormatError` for a
-        corrupt file or index.
+        corrupt file or index, a path that is not a regular file (a FIFO, a device), or
+        an index that names a shard outside its folder or a shard that is not a string.
     TypeError
         If `x` is not a path or a list of paths.
 

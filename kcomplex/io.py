@@ -42,6 +42,16 @@ Files, by suffix
   library sort tensors by dtype size, then by name.  ``safe_open().keys()``
   is sorted by name, so it differs from the order used here.
 
+Only regular files are read (symbolic links are followed to one): a FIFO, a
+device (``/dev/zero``, ``/dev/null``) or a socket is refused with its path,
+since reading it could block forever or never end.  The sizes a header
+declares (a ``.npy`` file's or ``.npz`` member's shape and dtype, a
+``.safetensors`` file's offsets) are checked against the bytes the file holds
+before any array is allocated, so a corrupt or forged header is an error that
+names the file, never an attempt to allocate terabytes.  TorchScript
+(``.jit``, or a TorchScript archive under a torch suffix) and ONNX files are
+not read; the error says how to pass their weights instead.
+
 Returned arrays
 ---------------
 NumPy arrays, C-contiguous, in native byte order, with the source dtype,
@@ -71,7 +81,9 @@ from typing import Any
 
 import numpy as np
 
+from .files import regular_file
 from .symbols import to_numpy
+from .validation import check_int
 
 __all__ = ["SUFFIXES", "WeightsFormatError", "iter_weights", "load_weights", "weight_shapes"]
 
@@ -89,6 +101,22 @@ _ST_NUMPY = {
 
 # The error raised for a rejected pickle ends with a line naming what was refused.
 _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
+
+# Deflate expands at most 1032-fold (RFC 1951: a 258-byte copy takes 2 bits at best), so a
+# deflated .npz member holding more than this many bytes per compressed byte is forged.
+_DEFLATE_RATIO = 1032
+
+# Formats that hold weights but are not read here, and how to get the weights out.
+_NOT_READ = {
+    ".jit": "a TorchScript archive is a program, and loading one runs its code, so it is "
+            "not read here; if you trust it, pass the module itself: "
+            "kcomplex.analyze(torch.jit.load(path)), or save its weights once with "
+            "torch.save(torch.jit.load(path).state_dict(), 'weights.pt')",
+    ".onnx": "read an ONNX model's weights with the onnx package and pass them as a dict: "
+             "import onnx, onnx.numpy_helper; model = onnx.load(path); "
+             "weights = {t.name: onnx.numpy_helper.to_array(t) "
+             "for t in model.graph.initializer}; kcomplex.analyze(weights)",
+}
 
 
 class WeightsFormatError(ValueError):
@@ -161,8 +189,10 @@ def iter_weights(
     ValueError
         If the suffix is unsupported, or no tensor is left to yield.
     WeightsFormatError
-        If the file is corrupt, or a torch file holds pickled objects other
-        than tensors and plain containers (they are never unpickled).
+        If the path is not a regular file (a FIFO, a device), the file is
+        corrupt or truncated (a header declares more data than it holds), or a
+        torch file holds pickled objects other than tensors and plain
+        containers (they are never unpickled) or is a TorchScript archive.
     ModuleNotFoundError
         If the input needs torch and it is not installed.
 
@@ -401,7 +431,7 @@ def _plan_mapping(mapping: Mapping, source: str, *, owned: bool) -> _Plan:
 
 
 @contextmanager
-def _reading(path: Path, what: str, errors: tuple[type[BaseException], ...] = ()):
+def _reading(path: Path | str, what: str, errors: tuple[type[BaseException], ...] = ()):
     """Turn a reader's exceptions about bad content into a WeightsFormatError."""
     try:
         yield
@@ -411,44 +441,95 @@ def _reading(path: Path, what: str, errors: tuple[type[BaseException], ...] = ()
         raise WeightsFormatError(f"{path}: not a readable {what} file: {exc}") from exc
 
 
+def _regular(path: Path) -> Path:
+    """`path` if it names a regular file (links followed), else the reason, with the path:
+    a FIFO would block forever and a device such as ``/dev/zero`` never ends."""
+    try:
+        return regular_file(path, "weights file")
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no such weights file", str(path)) from None
+    except ValueError as exc:
+        raise WeightsFormatError(str(exc)) from None
+
+
+def _open_regular(path: Path) -> Any:
+    """`path` opened for binary reading, if it is a regular file (see :func:`_regular`)."""
+    return open(_regular(path), "rb")
+
+
 def _plan_path(path: Path) -> _Plan:
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such weights file", str(path))
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "a directory, not a weights file", str(path))
+    _regular(path)
     suffix = path.suffix.lower()
     planner = _PLANNERS.get(suffix)
     if planner is None:
         found = f"suffix {suffix!r}" if suffix else "no suffix"
+        hint = f"; {_NOT_READ[suffix]}" if suffix in _NOT_READ else ""
         raise ValueError(
-            f"{path}: unsupported file type ({found}); supported: {', '.join(SUFFIXES)}"
+            f"{path}: unsupported file type ({found}); supported: {', '.join(SUFFIXES)}{hint}"
         )
     return planner(path)
 
 
-def _npy_header(fp: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(fp)
-    # Version 3 differs from 2 only in allowing UTF-8 field names of structured
-    # dtypes, which are never numeric weights; their dtype is skipped anyway.
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(fp)
-    if version in ((2, 0), (3, 0)):
-        return np.lib.format.read_array_header_2_0(fp)
-    raise ValueError(f"unsupported .npy format version {version}")
+def _npy_header(fp: Any, size: int, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from the header of a ``.npy`` stream of `size` bytes
+    in all (`fp` at its start), checked to declare no more data than the bytes after it,
+    so that no array is allocated for data that is not there."""
+    with _reading(where, ".npy"):
+        version = np.lib.format.read_magic(fp)
+        # Version 3 differs from 2 only in allowing UTF-8 field names of structured
+        # dtypes, which are never numeric weights; their dtype is skipped anyway.
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    for dim in shape:
+        try:
+            check_int(dim, "every dimension", minimum=0)
+        except (TypeError, ValueError) as exc:
+            raise WeightsFormatError(f"{where}: corrupt .npy header, shape {shape}: {exc}") from None
+    if not dtype.hasobject:  # object arrays are pickles, refused when read
+        declared = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+        present = size - fp.tell()
+        if declared > present:
+            raise WeightsFormatError(
+                f"{where}: the .npy header declares shape {shape} of {dtype} "
+                f"({declared} bytes) but only {present} bytes follow it; the file is "
+                "truncated or its header is corrupt"
+            )
+    return shape, fortran, dtype
+
+
+def _open_npy(path: Path) -> tuple[Any, tuple[int, ...], bool, np.dtype]:
+    """`path` opened, positioned after its checked header, with the header's fields."""
+    fh = _open_regular(path)
+    try:
+        shape, fortran, dtype = _npy_header(fh, os.fstat(fh.fileno()).st_size, str(path))
+    except BaseException:
+        fh.close()
+        raise
+    return fh, shape, fortran, dtype
 
 
 def _plan_npy(path: Path) -> _Plan:
-    with _reading(path, ".npy"), open(path, "rb") as fp:
-        shape, fortran, dtype = _npy_header(fp)
-        data_start = fp.tell()
+    fh, shape, fortran, dtype = _open_npy(path)
+    fh.close()
 
     def read(_: Any) -> np.ndarray:
-        with _reading(path, ".npy"):
-            return _finish(np.load(path, allow_pickle=False), shared=False)
+        # The header is read and checked again: the file may have changed since.
+        fh = _open_npy(path)[0]
+        with fh, _reading(path, ".npy"):
+            fh.seek(0)
+            return _finish(np.lib.format.read_array(fh, allow_pickle=False), shared=False)
 
     def read_chunks(_: Any, chunk: int) -> Iterator[np.ndarray]:
-        with open(path, "rb") as fh:
-            yield from _raw_chunks(fh, path, _SINGLE_NAME, dtype, shape, data_start, chunk)
+        fh, now_shape, _fortran, now_dtype = _open_npy(path)
+        with fh:
+            yield from _raw_chunks(fh, path, _SINGLE_NAME, now_dtype, now_shape, fh.tell(),
+                                   chunk)
 
     # A Fortran-ordered array is flattened in C order only once it is whole in memory.
     chunked = None if fortran or dtype.hasobject else read_chunks
@@ -456,9 +537,34 @@ def _plan_npy(path: Path) -> _Plan:
     return _Plan(str(path), [entry], [])
 
 
+@contextmanager
+def _open_zip(path: Path) -> Iterator[zipfile.ZipFile]:
+    with _open_regular(path) as fh, zipfile.ZipFile(fh) as zf:
+        yield zf
+
+
+def _member_bytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The most bytes a member can hold: its stated size, bounded by what its compressed
+    bytes (no more than the archive holds) can expand to, so a forged size cannot make
+    an array be allocated for data that is not there (a zip bomb)."""
+    compressed = min(info.compress_size, os.fstat(zf.fp.fileno()).st_size)
+    if info.compress_type == zipfile.ZIP_STORED:
+        return min(info.file_size, compressed)
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        return min(info.file_size, compressed * _DEFLATE_RATIO)
+    # Reading never yields more than the stated size: zipfile stops there.
+    return info.file_size
+
+
+def _member_header(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, fp: Any, path: Path
+) -> tuple[tuple[int, ...], bool, np.dtype]:
+    return _npy_header(fp, _member_bytes(zf, info), f"{path}: member {info.filename!r}")
+
+
 def _plan_npz(path: Path) -> _Plan:
     entries, skipped = [], []
-    with _reading(path, ".npz"), zipfile.ZipFile(path) as zf:
+    with _reading(path, ".npz"), _open_zip(path) as zf:
         for info in zf.infolist():
             if info.is_dir() or not info.filename.endswith(".npy"):
                 skipped.append(f"{info.filename!r} (not a .npy member)")
@@ -467,15 +573,17 @@ def _plan_npz(path: Path) -> _Plan:
             if any(e.name == name for e in entries):
                 raise WeightsFormatError(f"{path}: member {info.filename!r} appears twice")
             with zf.open(info) as fp:
-                shape, _, dtype = _npy_header(fp)
+                shape, _, dtype = _member_header(zf, info, fp, path)
             read = _npz_reader(path, info)
             entries.append(_Entry(name, shape, str(dtype), _numpy_kind(dtype), read))
-    return _Plan(str(path), entries, skipped, open=lambda: zipfile.ZipFile(path))
+    return _Plan(str(path), entries, skipped, open=lambda: _open_zip(path))
 
 
 def _npz_reader(path: Path, info: zipfile.ZipInfo) -> Callable[[Any], np.ndarray]:
     def read(zf: zipfile.ZipFile) -> np.ndarray:
         with _reading(path, ".npz"), zf.open(info) as fp:
+            _member_header(zf, info, fp, path)
+            fp.seek(0)
             return _finish(np.lib.format.read_array(fp, allow_pickle=False), shared=False)
 
     return read
@@ -505,8 +613,22 @@ def _torch_load(torch: Any, path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _is_torchscript(path: Path) -> bool:
+    """Whether `path` is a TorchScript archive (saved by ``torch.jit.save``): a zip file
+    with a ``constants.pkl`` record, the test ``torch.load`` itself makes."""
+    with _open_regular(path) as fh:
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                return any(n.rpartition("/")[2] == "constants.pkl" for n in zf.namelist())
+        except (zipfile.BadZipFile, ValueError, EOFError):
+            return False  # the legacy format, or corrupt: torch.load says which
+
+
 def _plan_torch(path: Path) -> _Plan:
     torch = _import_torch(f"reading {path}")
+    if _is_torchscript(path):
+        raise WeightsFormatError(f"{path}: a TorchScript archive, not a state dict; "
+                                 f"{_NOT_READ['.jit']}")
     try:
         with _reading(path, "torch", (RuntimeError,)):
             obj = _torch_load(torch, path)
@@ -535,9 +657,9 @@ def _plan_safetensors(path: Path) -> _Plan:
     # safe_open checks the header (offsets, sizes, dtypes) and maps the file
     # without reading the data; the offsets we need come from the JSON itself.
     with _reading(path, ".safetensors", (SafetensorError,)):
-        with safe_open(path, framework="numpy"):
+        with safe_open(_regular(path), framework="numpy"):
             pass
-        with open(path, "rb") as fh:
+        with _open_regular(path) as fh:
             n = int.from_bytes(fh.read(8), "little")
             header = json.loads(fh.read(n))
     header.pop("__metadata__", None)
@@ -574,11 +696,11 @@ class _SafetensorsReader:
     def handle(self, kind: str) -> Any:
         if kind not in self._handles:
             if kind == "raw":
-                handle = open(self.path, "rb")
+                handle = _open_regular(self.path)
             else:
                 from safetensors import safe_open
 
-                handle = safe_open(self.path, framework=kind)
+                handle = safe_open(_regular(self.path), framework=kind)
             self._handles[kind] = self._stack.enter_context(handle)
         return self._handles[kind]
 
@@ -702,11 +824,11 @@ def _read_raw(
     # Read into a fresh array rather than through safe_open's memory map: the mapped
     # pages would count once more in the resident memory of a checkpoint-sized read.
     dtype = np.dtype(_ST_NUMPY[code])
-    arr = np.empty(shape, dtype=dtype)
-    if arr.nbytes != end - start:
+    if math.prod(shape) * dtype.itemsize != end - start:  # checked before allocating
         raise WeightsFormatError(
             f"{path}: tensor {name!r} holds {end - start} bytes for shape {shape} of {code}"
         )
+    arr = np.empty(shape, dtype=dtype)
     fh.seek(start)
     if fh.readinto(memoryview(arr.reshape(-1).view(np.uint8))) != arr.nbytes:
         raise WeightsFormatError(f"{path}: tensor {name!r} is truncated")
