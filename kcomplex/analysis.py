@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .files import write_atomic
 from .estimators import Estimator, resolve_estimators
 from .io import load_weights
-from .symbols import _describe_non_finite
+from .symbols import describe_nonfinite, describe_overflow
 
 __all__ = ["Report", "Comparison", "analyze", "compare", "ALL"]
 
@@ -73,7 +73,9 @@ class Report(_Table):
         ``shape``, ``numel``, ``raw_bits`` (32 per weight), ``<estimator>_bits`` and
         ``<estimator>_bpp`` (bits per parameter) per estimator, ``notes``.
     meta : dict
-        Estimators, their descriptions, options, dropped non-finite values.
+        Estimators, their descriptions, options, dropped non-finite values
+        (``dropped_nonfinite``), and the frozen parameters of a module left out by
+        ``trainable_only`` (``frozen_params``, ``frozen_tensors``; 0 for other inputs).
     """
 
     table: pd.DataFrame
@@ -96,18 +98,57 @@ class Report(_Table):
         return plot_report(self, path=path, **kwargs)
 
 
+# ``Comparison.tensors`` statuses: measured and in ``(all)``; measured per tensor only;
+# not measured.
+COMPARED = "compared"
+SHAPES_DIFFER = "shapes differ"
+ONLY_IN_A = "only in a"
+ONLY_IN_B = "only in b"
+
+
 @dataclass
 class Comparison(_Table):
     """Two weight sets side by side, per tensor and estimator.
 
-    ``table`` columns: ``tensor``, ``estimator``, ``bits_a``, ``bits_b``, ``ratio``
-    (b / a: the paper's r_BDM = BDM(trained) / BDM(init) is the ``(all)``, ``bdm`` row),
-    ``delta_bits`` (bits of the difference b - a, a conditional view: what b costs
-    given a), ``notes``.
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        Columns ``tensor``, ``estimator``, ``bits_a``, ``bits_b``, ``ratio`` (b / a: the
+        paper's r_BDM = BDM(trained) / BDM(init) is the ``(all)``, ``bdm`` row),
+        ``delta_bits`` (bits of the difference b - a, a conditional view: what b costs
+        given a), ``notes``. One row per estimator for every tensor present in both, and
+        for ``(all)``: the weight vector of the tensors with the same name and shape in
+        both (``status == "compared"`` in `tensors`).
+    tensors : pandas.DataFrame
+        Every tensor of either set, in a's order then b's: ``tensor``, ``status``
+        (``"compared"``, ``"shapes differ"``: measured on its own, no ``delta_bits``,
+        not in ``(all)``; ``"only in a"``, ``"only in b"``: not measured), ``shape_a``,
+        ``shape_b`` (``""`` where absent).
+    meta : dict
+        Estimators and their descriptions; ``a`` and ``b``: tensors read and frozen
+        parameters left out of each; ``n_compared`` and ``not_compared`` (the rows of
+        `tensors` whose status is not ``"compared"``).
     """
 
     table: pd.DataFrame
     meta: dict = field(default_factory=dict)
+    tensors: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["tensor", "status", "shape_a", "shape_b"])
+    )
+
+    @property
+    def not_compared(self) -> pd.DataFrame:
+        """The rows of `tensors` left out of ``(all)``: shapes differ, or in one set only."""
+        return self.tensors[self.tensors["status"] != COMPARED]
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        rest = self.not_compared
+        if rest.empty:
+            return text
+        listed = rest.to_string(index=False)
+        return (f"{text}\nnot in (all): {len(rest)} of {len(self.tensors)} tensors\n"
+                f"{listed}")
 
     def plot(self, path: str | os.PathLike | None = None, **kwargs: Any):
         """Init vs trained bits per parameter (see :func:`kcomplex.plot.plot_comparison`)."""
@@ -116,20 +157,53 @@ class Comparison(_Table):
         return plot_comparison(self, path=path, **kwargs)
 
 
-def _prepare(name: str, arr: np.ndarray, nonfinite: str, notes: list[str]) -> np.ndarray:
+def _prepare(
+    name: str, arr: np.ndarray, nonfinite: str, notes: list[str], label: str | None = None
+) -> np.ndarray:
+    """`arr` as flat little-endian float32, the dtype every estimator measures.
+
+    NaN/Inf are an error or dropped (`nonfinite`); finite values beyond float32's
+    range are always an error: they are not non-finite in the caller's data, and
+    measuring them as Inf (or dropping them) would misreport the weights.
+    """
+    label = label or f"tensor {name!r}"
     if arr.dtype.kind != "f":
-        raise TypeError(f"tensor {name!r} has dtype {arr.dtype}; weights must be floating")
-    w = np.ascontiguousarray(arr, dtype="<f4").reshape(-1)
+        raise TypeError(f"{label} has dtype {arr.dtype}; weights must be floating")
+    with np.errstate(over="ignore"):  # overflow is reported below, by value
+        w = np.ascontiguousarray(arr, dtype="<f4").reshape(-1)
     finite = np.isfinite(w)
     if not finite.all():
+        overflow = describe_overflow(arr, label) if arr.dtype.itemsize > 4 else None
+        if overflow is not None:
+            raise ValueError(
+                f"{overflow}; kcomplex measures weights as float32, whose largest "
+                f"magnitude is {float(np.finfo(np.float32).max):.8g}: rescale the weights "
+                "to measure them (nonfinite='drop' does not drop finite values)"
+            )
         if nonfinite == "raise":
             raise ValueError(
-                _describe_non_finite(arr, f"tensor {name!r}")
-                + "; pass nonfinite='drop' to leave them out"
+                describe_nonfinite(arr, label) + "; pass nonfinite='drop' to leave them out"
             )
         notes.append(f"dropped {w.size - int(finite.sum())} non-finite")
         w = w[finite]
     return w
+
+
+def _frozen(x: Any, trainable_only: bool) -> tuple[int, int]:
+    """Parameters and tensors of module `x` that ``trainable_only`` leaves out."""
+    # Look torch up rather than import it: a module exists only if torch was imported.
+    torch = sys.modules.get("torch")
+    if not trainable_only or torch is None or not isinstance(x, torch.nn.Module):
+        return 0, 0
+    # The floating ones only: load_weights would skip the others even if trainable.
+    frozen = [p for p in x.parameters()
+              if not p.requires_grad and (p.is_floating_point() or p.is_quantized)]
+    return sum(p.numel() for p in frozen), len(frozen)
+
+
+def _frozen_note(params: int, tensors: int) -> str:
+    return (f"{params:,} frozen parameters in {tensors} tensors not measured; pass "
+            "trainable_only=False (--all-params) to include them")
 
 
 def _run(est: Estimator, fn, arg, notes: list[str]) -> float:
@@ -169,10 +243,13 @@ def analyze(
     per_tensor : bool
         Also measure each tensor on its own (else only the ``(all)`` row).
     trainable_only : bool
-        For modules: only parameters with ``requires_grad``.
+        For modules: only parameters with ``requires_grad``; the frozen ones left out
+        are counted in the ``(all)`` row's notes and in ``meta["frozen_params"]`` and
+        ``meta["frozen_tensors"]``.
     nonfinite : {"raise", "drop"}
         NaN/Inf weights are an error by default; ``"drop"`` leaves them out and says so
-        in ``notes`` and ``meta``.
+        in ``notes`` and ``meta``. Finite values too large for float32 (the dtype
+        measured, up to about 3.4e38) are always an error: they are not dropped.
     progress : bool, optional
         A progress bar on stderr; default: only when stderr is a terminal.
     client : dask.distributed.Client, optional
@@ -186,8 +263,11 @@ def analyze(
 
     Raises
     ------
+    TypeError
+        `estimators` is not a string or a list of strings (``None``, say).
     ValueError
-        Unknown estimator, NaN/Inf weights (unless dropped), no weights at all.
+        Unknown, repeated or no estimators, NaN/Inf weights (unless dropped), values that
+        overflow float32, no weights at all.
 
     Examples
     --------
@@ -208,6 +288,7 @@ def analyze(
         raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
     chosen = resolve_estimators(estimators)
     weights = load_weights(x, trainable_only=trainable_only)
+    frozen = _frozen(x, trainable_only)
     rows, arrays, dropped = [], [], 0
     steps = (len(weights) if per_tensor else 0) + 1
     with _progress(progress, steps * len(chosen), "analyze") as bar:
@@ -232,21 +313,26 @@ def analyze(
         if not arrays:
             raise ValueError("no weights to analyze: every tensor is empty")
         total = {"tensor": ALL, "shape": "", "numel": sum(w.size for w in arrays)}
-        notes = []
+        notes = [_frozen_note(*frozen)] if frozen[1] else []
         for est in chosen:
             total[f"{est.name}_bits"] = _run(est, est.total, arrays, notes)
             bar.update()
         total["notes"] = "; ".join(notes)
         rows.append(total)
-    return _report(rows, chosen, nonfinite, dropped, len(weights))
+    return _report(rows, chosen, nonfinite, dropped, len(weights), frozen)
 
 
 def _report(
-    rows: list[dict], chosen: list[Estimator], nonfinite: str, dropped: int, n_tensors: int
+    rows: list[dict],
+    chosen: list[Estimator],
+    nonfinite: str,
+    dropped: int,
+    n_tensors: int,
+    frozen: tuple[int, int] = (0, 0),
 ) -> Report:
     """The report of measured rows (each: tensor, shape, numel, ``<name>_bits``, notes;
     the ``(all)`` row last), shared with :mod:`kcomplex.distributed` so that both build
-    the very same table."""
+    the very same table. `frozen`: parameters and tensors left out by trainable_only."""
     table = pd.DataFrame(rows)
     table.insert(3, "raw_bits", 32 * table["numel"])
     for est in chosen:
@@ -260,8 +346,70 @@ def _report(
         "nonfinite": nonfinite,
         "dropped_nonfinite": int(dropped),
         "n_tensors": n_tensors,
+        "frozen_params": int(frozen[0]),
+        "frozen_tensors": int(frozen[1]),
     }
     return Report(table=table, meta=meta)
+
+
+def _shape(arr: np.ndarray | None) -> str:
+    return "" if arr is None else "x".join(map(str, arr.shape)) or "scalar"
+
+
+def _match(wa: dict[str, np.ndarray], wb: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Every tensor of either set, in a's order then b's, with its status."""
+    rows = []
+    for name in [*wa, *(n for n in wb if n not in wa)]:
+        a, b = wa.get(name), wb.get(name)
+        if b is None:
+            status = ONLY_IN_A
+        elif a is None:
+            status = ONLY_IN_B
+        else:
+            status = COMPARED if a.shape == b.shape else SHAPES_DIFFER
+        rows.append({"tensor": name, "status": status, "shape_a": _shape(a),
+                     "shape_b": _shape(b)})
+    return pd.DataFrame(rows, columns=["tensor", "status", "shape_a", "shape_b"])
+
+
+def _listing(rows: pd.DataFrame, limit: int = 10) -> str:
+    shown = [
+        f"{r.tensor!r} ({r.status}"
+        + (f": {r.shape_a} vs {r.shape_b})" if r.status == SHAPES_DIFFER else ")")
+        for r in rows.head(limit).itertuples()
+    ]
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return ", ".join(shown) + more
+
+
+def _sides(est: Estimator, fn, xa: Any, xb: Any, notes: list[str]) -> tuple[float, float]:
+    """Bits of a and of b (a tensor each, or lists of parts for ``(all)``); their notes
+    once if alike, else each marked with its side."""
+    na: list[str] = []
+    nb: list[str] = []
+    bits_a = _run(est, fn, xa, na) if len(xa) else math.nan
+    bits_b = _run(est, fn, xb, nb) if len(xb) else math.nan
+    na += [] if len(xa) else ["empty: skipped"]
+    nb += [] if len(xb) else ["empty: skipped"]
+    notes += na if na == nb else [f"a: {n}" for n in na] + [f"b: {n}" for n in nb]
+    return bits_a, bits_b
+
+
+def _label(name: str, side: str, source: Any) -> str:
+    """How errors name a tensor of one side: with its file where it came from one."""
+    where = f" ({os.fspath(source)})" if isinstance(source, (str, os.PathLike)) else ""
+    return f"tensor {name!r} of {side}{where}"
+
+
+def _delta(name: str, xa: np.ndarray, xb: np.ndarray, notes: list[str]) -> np.ndarray | None:
+    """b - a in float32, or None with a note where it overflows."""
+    with np.errstate(over="ignore"):
+        delta = xb - xa
+    bad = int(np.count_nonzero(~np.isfinite(delta)))
+    if bad:
+        notes.append(f"delta_bits: b - a overflows float32 at {bad} values of {name!r}")
+        return None
+    return delta
 
 
 def compare(
@@ -270,18 +418,29 @@ def compare(
     estimators: str | Sequence[str] = "default",
     *,
     trainable_only: bool = True,
+    strict: bool = False,
     progress: bool | None = None,
 ) -> Comparison:
     """Two weight sets (say, initialization and trained) side by side.
 
+    Tensors are matched by name. Those with the same name and shape are compared in
+    full and make up the ``(all)`` rows; those whose shapes differ are measured on
+    their own (bits and ratio, no ``delta_bits``: the note says why) and left out of
+    ``(all)``; those in one set only are not measured. ``Comparison.tensors`` lists
+    every tensor with its status, and printing the comparison shows the ones not in
+    ``(all)``.
+
     Parameters
     ----------
     a, b : array, tensor, dict, nn.Module or path
-        Anything :func:`kcomplex.load_weights` accepts; tensors are matched by name.
+        Anything :func:`kcomplex.load_weights` accepts.
     estimators : str or sequence of str
         As for :func:`analyze`.
     trainable_only, progress
         As for :func:`analyze`.
+    strict : bool
+        Refuse, rather than report, any tensor that is in one set only or whose shapes
+        differ.
 
     Returns
     -------
@@ -291,8 +450,12 @@ def compare(
 
     Raises
     ------
+    TypeError
+        `estimators` is not a string or a list of strings.
     ValueError
-        If the two share no tensor name.
+        Unknown, repeated or no estimators. If the two share no tensor name, or no tensor of the same name and shape; with
+        `strict`, if they differ at all; for the weights themselves, as :func:`analyze`
+        with ``nonfinite="raise"``.
 
     Examples
     --------
@@ -303,46 +466,105 @@ def compare(
     >>> cmp = compare(init, trained, estimators=["zstd"])
     >>> bool(cmp.table.query("tensor == '(all)'")["ratio"].iloc[0] < 1)
     True
+    >>> trained["extra"] = rng.normal(size=10)
+    >>> compare(init, trained, estimators=["zstd"]).not_compared
+      tensor     status shape_a shape_b
+    1  extra  only in b              10
     """
+    chosen = resolve_estimators(estimators)
     wa = load_weights(a, trainable_only=trainable_only)
     wb = load_weights(b, trainable_only=trainable_only)
-    common = [n for n in wa if n in wb]
-    if not common:
+    tensors = _match(wa, wb)
+    status = dict(zip(tensors["tensor"], tensors["status"]))
+    rest = tensors[tensors["status"] != COMPARED]
+    if not any(n in wb for n in wa):
         raise ValueError(
             f"the two weight sets share no tensor name (first has {list(wa)[:3]}, "
             f"second has {list(wb)[:3]})"
         )
-    ra = analyze({n: wa[n] for n in common}, estimators, progress=progress)
-    rb = analyze({n: wb[n] for n in common}, estimators, progress=progress)
-    chosen = resolve_estimators(estimators)
+    if strict and not rest.empty:
+        raise ValueError(
+            f"the weight sets do not match (strict): {len(rest)} of {len(tensors)} "
+            f"tensors cannot be compared in full: {_listing(rest)}"
+        )
+    n_compared = len(tensors) - len(rest)
+    if not n_compared:
+        raise ValueError(f"no tensor has the same name and shape in both: {_listing(rest)}")
+    measured = [n for n in wa if status[n] in (COMPARED, SHAPES_DIFFER)]
+    frozen = {"a": _frozen(a, trainable_only), "b": _frozen(b, trainable_only)}
+    parts: dict[str, list[np.ndarray]] = {"a": [], "b": [], "delta": []}
+    delta_ok = True
     rows = []
-    deltas: list[np.ndarray] = []
-    shapes_agree = all(wa[n].shape == wb[n].shape for n in common)
-    for i, name in enumerate([*common, ALL]):
-        prep_notes: list[str] = []
-        delta = None
-        if name != ALL and wa[name].shape == wb[name].shape and wa[name].size:
-            delta = (_prepare(name, wb[name], "raise", prep_notes)
-                     - _prepare(name, wa[name], "raise", prep_notes))
-            deltas.append(delta)
-        for est in chosen:
-            notes = list(prep_notes)
-            bits_a = ra.table.iloc[i][f"{est.name}_bits"]
-            bits_b = rb.table.iloc[i][f"{est.name}_bits"]
-            if name == ALL:
-                dbits = _run(est, est.total, deltas, notes) if shapes_agree else math.nan
-            else:
+    with _progress(progress, (len(measured) + 1) * len(chosen), "compare") as bar:
+        for name in measured:
+            xa = _prepare(name, wa[name], "raise", [], _label(name, "a", a))
+            xb = _prepare(name, wb[name], "raise", [], _label(name, "b", b))
+            prep_notes: list[str] = []
+            delta = None
+            if status[name] == SHAPES_DIFFER:
+                prep_notes.append(
+                    f"shapes differ (a {_shape(wa[name])}, b {_shape(wb[name])}): no "
+                    "delta_bits, not in (all)"
+                )
+            elif xa.size:
+                parts["a"].append(xa)
+                parts["b"].append(xb)
+                delta = _delta(name, xa, xb, prep_notes)
+                if delta is None:
+                    delta_ok = False
+                else:
+                    parts["delta"].append(delta)
+            for est in chosen:
+                notes = list(prep_notes)
+                bits_a, bits_b = _sides(est, est.tensor, xa, xb, notes)
                 dbits = _run(est, est.tensor, delta, notes) if delta is not None else math.nan
-            if math.isnan(bits_a) and not notes:
-                notes.append(f"{est.name}: see analyze() notes")
-            rows.append({
-                "tensor": name,
-                "estimator": est.name,
-                "bits_a": bits_a,
-                "bits_b": bits_b,
-                "ratio": bits_b / bits_a if bits_a else math.nan,
-                "delta_bits": dbits,
-                "notes": "; ".join(dict.fromkeys(notes)),
-            })
-    meta = {"estimators": [e.name for e in chosen], "a": ra.meta, "b": rb.meta}
-    return Comparison(table=pd.DataFrame(rows), meta=meta)
+                rows.append(_row(name, est, bits_a, bits_b, dbits, notes))
+                bar.update()
+        if not parts["a"]:
+            raise ValueError("no weights to compare: every tensor compared is empty")
+        total_notes: list[str] = []
+        if frozen["a"] == frozen["b"] and frozen["a"][1]:
+            total_notes.append(f"a and b each: {_frozen_note(*frozen['a'])}")
+        elif frozen["a"] != frozen["b"]:
+            total_notes += [f"{side}: {_frozen_note(*frozen[side])}"
+                            for side in ("a", "b") if frozen[side][1]]
+        if not rest.empty:
+            total_notes.append(
+                f"over the {n_compared} tensors with the same name and shape; "
+                f"{len(rest)} not in (all): {_listing(rest, 3)}"
+            )
+        if not delta_ok:
+            total_notes.append("delta_bits: b - a overflows float32")
+        for est in chosen:
+            notes = list(total_notes)
+            bits_a, bits_b = _sides(est, est.total, parts["a"], parts["b"], notes)
+            dbits = _run(est, est.total, parts["delta"], notes) if delta_ok else math.nan
+            rows.append(_row(ALL, est, bits_a, bits_b, dbits, notes))
+            bar.update()
+    meta = {
+        "estimators": [e.name for e in chosen],
+        "descriptions": {e.name: e.description for e in chosen},
+        **{
+            side: {"n_tensors": len(w), "frozen_params": int(frozen[side][0]),
+                   "frozen_tensors": int(frozen[side][1])}
+            for side, w in (("a", wa), ("b", wb))
+        },
+        "n_compared": n_compared,
+        "not_compared": rest.to_dict(orient="records"),
+    }
+    return Comparison(table=pd.DataFrame(rows), meta=meta, tensors=tensors)
+
+
+def _row(name: str, est: Estimator, bits_a: float, bits_b: float, dbits: float,
+         notes: list[str]) -> dict:
+    if bits_a == 0:
+        notes.append("ratio: a measures 0 bits")
+    return {
+        "tensor": name,
+        "estimator": est.name,
+        "bits_a": bits_a,
+        "bits_b": bits_b,
+        "ratio": bits_b / bits_a if bits_a else math.nan,
+        "delta_bits": dbits,
+        "notes": "; ".join(dict.fromkeys(notes)),
+    }

@@ -60,8 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", parents=[common], help="ratios of trained to init",
                        epilog=_estimator_help(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("init", metavar="INIT")
-    c.add_argument("trained", metavar="TRAINED")
+    c.add_argument("init", metavar="INIT", help="weights a (say, the initialization)")
+    c.add_argument("trained", metavar="TRAINED", help="weights b (say, trained): ratio = b / a")
+    c.add_argument("--strict", action="store_true",
+                   help="fail if a tensor is in one file only or its shapes differ, "
+                        "instead of listing it")
     return parser
 
 
@@ -123,8 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _emit(report, args, f"== {path}", tag)
         else:
             cmp = compare(args.init, args.trained, _estimators(args.estimators),
-                          trainable_only=not args.all_params, progress=progress)
-            _emit(cmp, args, f"== {args.trained} vs {args.init}")
+                          trainable_only=not args.all_params, strict=args.strict,
+                          progress=progress)
+            _emit(cmp, args, f"== a: {args.init}  b: {args.trained}  (ratio = b / a)")
     except (OSError, ValueError, TypeError, ImportError) as err:
         print(f"kcomplex: error: {err}", file=sys.stderr)
         return 1

@@ -111,6 +111,9 @@ def plot_comparison(cmp: Comparison, path: str | os.PathLike | None = None, ax: 
     ax[0].bar(x + 0.2, total["bits_b"], 0.4, label="b (trained)")
     ax[0].set_xticks(x, list(total["estimator"]))
     ax[0].set_ylabel("bits, whole weight vector")
+    if not cmp.not_compared.empty:
+        ax[0].set_title(f"(all): the {cmp.meta['n_compared']} of {len(cmp.tensors)} tensors "
+                        "with the same name and shape", fontsize=9)
     ax[0].legend(fontsize=8)
     per = table[table["tensor"] != "(all)"]
     tensors = list(dict.fromkeys(per["tensor"]))

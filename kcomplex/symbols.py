@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["binarize", "check_real", "symbolize", "to_numpy"]
+__all__ = [
+    "binarize", "check_real", "describe_nonfinite", "describe_overflow", "symbolize", "to_numpy",
+]
 
 _MAX_REPORTED = 5
 
@@ -57,20 +59,84 @@ def to_numpy(w: Any) -> np.ndarray:
     return np.asarray(w)
 
 
-def _describe_non_finite(arr: np.ndarray, name: str) -> str:
+def _where(flat: np.ndarray, shape: tuple[int, ...]) -> list[str]:
+    """Flat indices as the caller indexes the array: ints in 1-D, tuples beyond."""
+    if len(shape) > 1:
+        return [str(tuple(int(i) for i in ix)) for ix in zip(*np.unravel_index(flat, shape))]
+    return [str(int(i)) for i in flat]
+
+
+def describe_nonfinite(arr: np.ndarray, name: str) -> str:
+    """How many NaN and Inf values `arr` holds, and where the first are.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        A floating array, in its own dtype: the count is of its values, so an
+        array about to be narrowed must be described before the cast.
+    name : str
+        What `arr` is, to start the message (``"weights"``, ``"tensor 'w'"``).
+
+    Returns
+    -------
+    str
+        ``"<name> contain <n> non-finite values (<k> NaN, <n - k> Inf), first at
+        index i, j, ..."``, at most five indices, as tuples beyond 1-D.
+
+    Examples
+    --------
+    >>> describe_nonfinite(np.array([1.0, np.nan, np.inf]), "weights")
+    'weights contain 2 non-finite values (1 NaN, 1 Inf), first at index 1, 2'
+    """
     bad = ~np.isfinite(arr)
     n_nan = int(np.count_nonzero(np.isnan(arr)))
     n_bad = int(np.count_nonzero(bad))
-    first = np.flatnonzero(bad)[:_MAX_REPORTED]
-    if arr.ndim > 1:
-        multi = zip(*np.unravel_index(first, arr.shape))
-        where = [str(tuple(int(i) for i in ix)) for ix in multi]
-    else:
-        where = [str(int(i)) for i in first]
+    where = _where(np.flatnonzero(bad)[:_MAX_REPORTED], arr.shape)
     return (
         f"{name} contain {n_bad} non-finite values ({n_nan} NaN, {n_bad - n_nan} Inf), "
         f"first at index {', '.join(where)}"
     )
+
+
+def describe_overflow(arr: np.ndarray, name: str, dtype: Any = np.float32) -> str | None:
+    """Which finite values of `arr` become infinite when cast to `dtype`, or None.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        A floating array in its own dtype.
+    name : str
+        What `arr` is, to start the message.
+    dtype : numpy dtype, default float32
+        The narrower floating dtype the values are about to be cast to.
+
+    Returns
+    -------
+    str or None
+        ``"<name>: <n> value(s) overflow(s) <dtype> (first at index i: v, ...)"``
+        with at most five values, or None if every finite value fits.
+
+    Examples
+    --------
+    >>> describe_overflow(np.array([1.0] * 20 + [1e300]), "tensor 'w'")
+    "tensor 'w': 1 value overflows float32 (first at index 20: 1e+300)"
+    >>> describe_overflow(np.array([1.0, np.inf]), "tensor 'w'") is None
+    True
+    """
+    dtype = np.dtype(dtype)
+    # Values beyond dtype's largest finite value by less than half an ulp round down to
+    # it, so the cast itself, not a comparison with finfo.max, decides what overflows.
+    with np.errstate(over="ignore"):
+        narrow = arr.astype(dtype)
+    over = np.isfinite(arr) & ~np.isfinite(narrow)
+    n = int(np.count_nonzero(over))
+    if not n:
+        return None
+    flat = np.flatnonzero(over)[:_MAX_REPORTED]
+    values = arr.reshape(-1)[flat]
+    where = ", ".join(f"{i}: {v:.6g}" for i, v in zip(_where(flat, arr.shape), values))
+    verb = "value overflows" if n == 1 else "values overflow"
+    return f"{name}: {n} {verb} {dtype} (first at index {where})"
 
 
 def check_real(w: Any, name: str = "weights") -> np.ndarray:
@@ -88,7 +154,7 @@ def check_real(w: Any, name: str = "weights") -> np.ndarray:
         raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
     # One pass over the data; isfinite on a float32 array allocates n bytes, not 8n.
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(_describe_non_finite(arr, name))
+        raise ValueError(describe_nonfinite(arr, name))
     return arr
 
 
