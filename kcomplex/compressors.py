@@ -5,8 +5,16 @@ reproduce the payload exactly. The payload is a byte layout of the weights (thei
 bytes, their sign bits, ...), and the codec one of gzip, bz2, lzma (the paper's three) or
 zstd. Defaults match the paper: gzip level 9 with mtime 0, bz2 level 9, lzma preset 9, on
 the float32 little-endian bytes of the flattened weights in C order. zstd (default level
-19) writes frames without content size, checksum or dictionary id, single-threaded, so
-its output too depends on the payload and level alone.
+3, as in :func:`kcomplex.analyze`) always writes one frame the way its streaming
+compressor does when the total size is not known in advance: no content size, checksum
+or dictionary id, single-threaded. Its output then depends on the payload and the level
+alone, not on whether the payload arrives at once or in pieces, so a one-shot size and a
+streamed one are the same number for every codec.
+
+A compressed size is the real length of that codec's stream, ``8 * len(bytes)``, even in
+the rare case that it exceeds the raw payload (incompressible data): each format has its
+own header, and gzip, lzma (xz) and zstd store incompressible blocks raw, so the excess is
+their framing (a few bytes per block), not a failure of the measure.
 """
 
 from __future__ import annotations
@@ -68,13 +76,20 @@ class _GzipStream:
         return self._header + self._deflate.flush() + tail
 
 
-def _zstd(level: int) -> zstandard.ZstdCompressor:
-    # No content size (a stream does not know it, so one-shot and streamed frames share
-    # their header), no checksum, no dictionary id, one thread: the output depends on the
-    # payload and the level only.
+def _zstd_stream(level: int) -> zstandard.ZstdCompressionObj:
+    # No content size (a stream does not know it), no checksum, no dictionary id, one
+    # thread. The streaming compressor buffers its input into whole blocks, so the frame
+    # does not depend on how the input is cut. A one-shot call would tune the level's
+    # parameters to the known size: another frame, up to 30 % longer or shorter on small
+    # payloads, and then a tensor's bits would depend on how it was read.
     return zstandard.ZstdCompressor(
         level=level, write_content_size=False, write_checksum=False, write_dict_id=False
-    )
+    ).compressobj()
+
+
+def _zstd_compress(data: Any, level: int) -> bytes:
+    stream = _zstd_stream(level)
+    return stream.compress(data) + stream.flush()
 
 
 def _zstd_decompress(data: bytes) -> bytes:
@@ -114,8 +129,9 @@ class Codec:
     stream: Callable[[int], _Stream]
 
 
-#: Codecs by name. zstd defaults to level 19, its strongest level short of the "ultra"
-#: ones (20-22); level 3, zstd's own default, is far faster.
+#: Codecs by name. zstd defaults to level 3, zstd's own default and the level of
+#: :func:`kcomplex.analyze`: fast enough for 10^8 weights (level 19 is some 50 times
+#: slower on float32 weights).
 CODECS: dict[str, Codec] = {
     "gzip": Codec(
         "gzip", 9, range(0, 10),
@@ -131,10 +147,10 @@ CODECS: dict[str, Codec] = {
         lambda level: lzma.LZMACompressor(preset=level),
     ),
     "zstd": Codec(
-        "zstd", 19, range(1, 23),
-        lambda data, level: _zstd(level).compress(data),
+        "zstd", 3, range(1, 23),
+        _zstd_compress,
         _zstd_decompress,
-        lambda level: _zstd(level).compressobj(),
+        _zstd_stream,
     ),
 }
 
@@ -211,7 +227,7 @@ def compress(
     codec : {"gzip", "bz2", "lzma", "zstd"}
         Compressor, see :data:`CODECS`.
     level : int, optional
-        Compression level; default the codec's ``default_level`` (9, 9, 9, 19).
+        Compression level; default the codec's ``default_level`` (9, 9, 9, 3).
     payload : {"float32", "sign", "sign_bytes", "shuffle"}
         Byte layout, see :data:`PAYLOADS`.
 
@@ -285,10 +301,10 @@ def compressed_bits_chunks(
 ) -> int:
     """Bits of the compressed concatenation of `chunks`, streamed one chunk at a time.
 
-    Memory stays at one chunk plus the compressor's state. For gzip, bz2 and lzma the
-    result equals ``compressed_bits(np.concatenate(chunks), ...)`` exactly (gzip's output
-    is byte-identical to ``gzip.compress(..., mtime=0)``). zstd's streaming compressor may
-    cut blocks elsewhere than its one-shot call, so its size can differ by a few bytes.
+    Memory stays at one chunk plus the compressor's state. For every codec the result
+    equals ``compressed_bits(np.concatenate(chunks), ...)`` exactly, however the chunks
+    are cut (gzip's output is byte-identical to ``gzip.compress(..., mtime=0)``, zstd's to
+    :func:`compress`, which streams too).
 
     Parameters
     ----------

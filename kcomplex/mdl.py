@@ -574,7 +574,9 @@ QUANTIZED_CODES: dict[str, Callable[[np.ndarray, int], float]] = {
 def quantized_bits(w: Any, q: int, code: str = "fixed") -> float:
     """Bits of the weights quantized by :func:`quantize_uniform`: 32 (the scale) + a code
     of the levels: q bits each (``"fixed"``), :func:`entropy_bits` (``"entropy"``, the
-    distribution free) or :func:`two_part_bits` (``"two_part"``).
+    distribution free) or :func:`two_part_bits` (``"two_part"``). Each is the length of
+    that code: ``"two_part"`` pays for n and the counts, and on a few weights exceeds
+    ``"fixed"`` (one weight at q = 8: 44.0 bits against 40); ``"entropy"`` never does.
 
     >>> quantized_bits(np.ones(10), 8), quantized_bits(np.ones(10), 8, "entropy")
     (112.0, 32.0)

@@ -32,7 +32,7 @@ def _concat(weights):
 def _entropy_direct(w):
     _, counts = np.unique(w.view(np.uint32), return_counts=True)
     n = w.size
-    return 32 * counts.size - sum(c * math.log2(c / n) for c in counts)
+    return 1 + min(32 * counts.size - sum(c * math.log2(c / n) for c in counts), 32 * n)
 
 
 def test_table_layout(weights):
@@ -79,7 +79,7 @@ def test_bdm_total_streams_across_tensors_exactly():
 def test_entropy_sees_repeats():
     w = np.tile(np.float32([0.5, -0.25, 0.0]), 100)
     bits = analyze({"w": w}, ["entropy"]).total["entropy_bits"]
-    assert bits == pytest.approx(3 * 32 + 300 * math.log2(3))
+    assert bits == pytest.approx(1 + 3 * 32 + 300 * math.log2(3))
 
 
 def test_nonfinite_raise_and_drop(weights):
