@@ -31,14 +31,16 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+import constriction
 import numpy as np
 import torch
 import zstandard
 from torch import nn
 
 from kcomplex.files import write_atomic
-from kcomplex.mdl import (BitReader, BitWriter, coded_bits, decode_coded, dequantize_uniform,
+from kcomplex.mdl import (BitReader, BitWriter, coded_bits, dequantize_uniform,
                           elias_delta_length, quantize_uniform, two_part_bits)
+from kcomplex.validation import check_int
 
 from .blocks import BlockLayout
 from .bounds import bound_bits
@@ -126,12 +128,21 @@ def _pack(values: np.ndarray, width: int) -> bytes:
     return np.packbits(bits.reshape(-1)).tobytes()
 
 
-def _unpack(data: bytes, count: int, width: int) -> np.ndarray:
-    if width == 0:
+def _unpack(data: bytes, count: int, width: int, offset: int = 0) -> np.ndarray:
+    """`count` unsigned `width`-bit fields (width <= 57), MSB first, from bit `offset` of
+    `data`, as int64. Scratch: about 40 bytes per field, so callers pass chunks."""
+    if width == 0 or count == 0:
         return np.zeros(count, dtype=np.int64)
-    bits = np.unpackbits(np.frombuffer(data, np.uint8), count=count * width)
-    weights = (np.int64(1) << np.arange(width - 1, -1, -1, dtype=np.int64))
-    return bits.reshape(count, width).astype(np.int64) @ weights
+    first, last = offset // 8, -(-(offset + count * width) // 8)
+    buf = np.zeros(last - first + 8, dtype=np.uint8)  # 8 zero bytes: every gather in range
+    buf[:last - first] = np.frombuffer(data, np.uint8, count=last - first, offset=first)
+    rel = offset - 8 * first + np.arange(count, dtype=np.int64) * width
+    byte = rel >> 3
+    word = np.zeros(count, dtype=np.uint64)
+    for j in range(8):  # the 64 bits from each field's first byte, big-endian
+        word = (word << np.uint64(8)) | buf[byte + j]
+    shift = (64 - width - (rel & 7)).astype(np.uint64)
+    return ((word >> shift) & np.uint64((1 << width) - 1)).astype(np.int64)
 
 
 def _leftovers(state: Mapping, layout: BlockLayout) -> list[tuple[str, torch.Tensor, int, bytes]]:
@@ -231,44 +242,89 @@ def encode(model_or_state_dict, momos_or_bank_and_mosaic, q: int = 32) -> bytes:
 
 # -- decoding -------------------------------------------------------------------------
 
+#: Default bound on the number of weights a stream may declare: 2^28 weights decode to
+#: 1 GiB of float32 tensors. A k = 1 or a skewed coded mosaic costs almost no bits, so
+#: the data length cannot bound the weights; this does (pass a larger ``max_numel``).
+_MAX_NUMEL = 1 << 28
+#: Weights per step of the chunked decoding, which bounds its scratch memory.
+_CHUNK = 1 << 18
+#: Compressed bytes fed to zstd per step: a 4-byte RLE block inflates to 128 KiB, so one
+#: step yields at most about 8 MiB, checked against the expected size before the next.
+_ZSTD_PIECE = 256
+_ZSTD_MAX_RATIO = 1 << 15
 
-def _read_int(br: BitReader, limit: int, what: str) -> int:
+
+def _read_int(br: BitReader, limit: int, what: str, hint: str = "") -> int:
     v = br.read_elias("delta") - 1
     if v > limit:
-        raise CodecError(f"corrupt header: {what} = {v} exceeds its bound {limit}")
+        raise CodecError(f"corrupt header: {what} = {v} exceeds its bound {limit}{hint}")
     return v
 
 
-def decode(data: bytes, *, max_numel: int = 1 << 30) -> dict[str, torch.Tensor]:
+def decode(data: bytes, *, max_numel: int = _MAX_NUMEL) -> dict[str, torch.Tensor]:
     """Decode a stream of :func:`encode` into ``{name: float32 tensor}``.
 
     Pooled tensors come first (pool order), then the leftovers. Every count read from the
-    header is bounded by the data left (and the total number of weights by `max_numel`)
-    before anything is allocated.
+    header is bounded by the data left before anything is allocated; the total number of
+    weights, which a k = 1 or skewed coded mosaic can declare in a few bytes, by
+    `max_numel`.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole stream.
+    max_numel : int
+        The most weights (all tensors together) to accept; default 2^28. Peak memory is
+        the decoded tensors (4 bytes per weight, so at most ``4 * max_numel`` bytes), the
+        bank, about twice the stream, and a bounded scratch (about 16 MiB); the time is
+        linear in the weights.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
 
     Raises
     ------
     CodecError
         For anything but a complete, valid stream: wrong magic or version, a length or CRC
-        mismatch (checked before parsing), or any inconsistency in the body.
+        mismatch (checked before parsing), any inconsistency in the body, or more than
+        `max_numel` weights.
+    TypeError, ValueError
+        If `max_numel` is not an integer >= 0.
     """
-    return _decode(data, max_numel)[0]
+    return _decode(data, max_numel, materialize=True)[0]
 
 
-def stream_info(data: bytes, *, max_numel: int = 1 << 30) -> dict:
+def stream_info(data: bytes, *, max_numel: int = _MAX_NUMEL) -> dict:
     """The itemized size of a stream, read from the stream alone (it is fully decoded
-    and checked): ``s``, ``k``, ``q``, ``mosaic_coded``, tensor counts, and
-    ``header_bits``, ``bank_bits``, ``mosaic_bits``, ``leftover_bits``, ``total_bits``.
+    and checked, without keeping the tensors): ``s``, ``k``, ``q``, ``mosaic_coded``,
+    tensor counts, and ``header_bits``, ``bank_bits``, ``mosaic_bits``,
+    ``leftover_bits``, ``total_bits``.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole stream.
+    max_numel : int
+        As :func:`decode`; the memory does not grow with it here (only the time).
+
+    Returns
+    -------
+    dict
 
     Raises
     ------
     CodecError
         As :func:`decode`.
+    TypeError, ValueError
+        If `max_numel` is not an integer >= 0.
     """
-    return _decode(data, max_numel)[1]
+    return _decode(data, max_numel, materialize=False)[1]
 
 
-def _decode(data: bytes, max_numel: int) -> tuple[dict[str, torch.Tensor], dict]:
+def _decode(data: bytes, max_numel: int,
+            materialize: bool) -> tuple[dict[str, torch.Tensor], dict]:
+    max_numel = check_int(max_numel, "max_numel", minimum=0)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -284,31 +340,173 @@ def _decode(data: bytes, max_numel: int) -> tuple[dict[str, torch.Tensor], dict]
     if zlib.crc32(body) != crc:
         raise CodecError("CRC32 mismatch: the stream is corrupted")
     try:
-        return _decode_body(body, max_numel)
+        return _decode_body(body, max_numel, materialize)
     except CodecError:
         raise
-    except Exception as exc:  # every parsing failure is a CodecError
-        raise CodecError(f"corrupt MoMos stream: {exc}") from exc
+    except Exception as exc:  # numpy, torch, constriction, zstd: all a CodecError
+        raise CodecError(f"corrupt MoMos stream: {type(exc).__name__}: {exc}") from exc
 
 
 def _read_tensor(br: BitReader, budget: list[int]) -> tuple[str, tuple[int, ...]]:
     left = lambda: (br.n_bits - br.pos) // 8  # noqa: E731
     raw = bytes(br.read(8) for _ in range(_read_int(br, left(), "name length")))
     ndim = _read_int(br, _MAX_NDIM, "ndim")
-    shape = tuple(_read_int(br, budget[0], "dim") for _ in range(ndim))
+    hint = " (the weights left under max_numel: pass a larger max_numel for a bigger model)"
+    shape = tuple(_read_int(br, budget[0], "dim", hint) for _ in range(ndim))
     numel = math.prod(shape)
     if numel > budget[0]:
-        raise CodecError(f"corrupt header: more than max_numel weights ({shape})")
+        raise CodecError(f"corrupt header: more than max_numel weights ({shape}); pass a "
+                         "larger max_numel for a bigger model")
     budget[0] -= numel
     _read_int(br, len(_DTYPES) - 1, "dtype")
     return raw.decode("utf-8"), shape
 
 
-def _decode_body(body: bytes, max_numel: int) -> tuple[dict[str, torch.Tensor], dict]:
+class _FixedMosaic:
+    """The fixed-width mosaic, read `n` indices at a time."""
+
+    def __init__(self, body: bytes, offset: int, m: int, k: int) -> None:
+        self.body, self.offset, self.m, self.k = body, offset, m, k
+        self.width, self.done = (k - 1).bit_length(), 0
+
+    def take(self, n: int) -> np.ndarray:
+        idx = _unpack(self.body, n, self.width, self.offset + self.done * self.width)
+        self.done += n
+        if idx.size and int(idx.max()) >= self.k:
+            raise CodecError("corrupt mosaic: an index out of range")
+        return idx
+
+    def finish(self) -> None:
+        end = self.offset + self.m * self.width
+        if end % 8 and self.body[end // 8] & (0xFF >> (end % 8)):
+            raise CodecError("corrupt mosaic: nonzero padding")
+
+
+class _CodedMosaic:
+    """The ANS-coded mosaic, decoded `n` indices at a time; it fails as soon as the payload
+    cannot give the header's counts, not after decoding all `m` symbols."""
+
+    def __init__(self, payload: bytes, counts: np.ndarray) -> None:
+        self.present = np.flatnonzero(counts)
+        self.want = counts[self.present]
+        self.got = np.zeros_like(self.want)
+        self.left = int(counts.sum())
+        self.coder = self.model = None
+        self.constant: int | None = 0  # the rank every further symbol has, once known
+        if self.present.size < 2:
+            if payload:
+                raise CodecError("corrupt mosaic: a payload for fewer than two motifs")
+            return
+        # The model of kcomplex.mdl.coded_bits (docs/format.md): the counts of the motifs
+        # that occur, quantized by constriction.
+        self.model = constriction.stream.model.Categorical(self.want.astype(np.float64),
+                                                           perfect=False)
+        self.coder = constriction.stream.stack.AnsCoder(
+            np.frombuffer(payload, "<u4").astype(np.uint32))
+        self.constant = None
+
+    def take(self, n: int) -> np.ndarray:
+        if self.constant is None:
+            ranks = self.coder.decode(self.model, n).astype(np.int64)
+        else:
+            ranks = np.full(n, self.constant, dtype=np.int64)
+        self.got += np.bincount(ranks, minlength=self.present.size)
+        self.left -= n
+        if (self.got > self.want).any():
+            raise CodecError("corrupt mosaic: the payload does not decode to the motif counts")
+        if self.constant is None and self.left:
+            self._probe()
+        return self.present[ranks]
+
+    def _probe(self) -> None:
+        """Detect a decoder that can no longer change: no words left and a state that
+        decoding leaves as is (a deterministic decoder then repeats its symbol forever), so
+        a corrupt payload fails now instead of after the remaining symbols."""
+        pos = self.coder.pos()
+        if pos[0]:
+            return
+        probe = self.coder.clone()
+        rank = int(probe.decode(self.model, 1)[0])
+        if probe.pos() != pos:
+            return
+        self.constant = rank
+        final = self.got.copy()
+        final[rank] += self.left
+        if not self.coder.is_empty() or not np.array_equal(final, self.want):
+            raise CodecError("corrupt mosaic: the payload does not decode to the motif counts")
+
+    def finish(self) -> None:
+        if not np.array_equal(self.got, self.want) or (
+                self.coder is not None and not self.coder.is_empty()):
+            raise CodecError("corrupt mosaic: the payload does not decode to the motif counts")
+
+
+def _check_zstd(blob: bytes, want: int, name: str) -> None:
+    """Before anything is inflated: `blob` must be able to hold `want` bytes, and a frame
+    that declares its size must declare `want`."""
+    if want > _ZSTD_MAX_RATIO * len(blob):
+        raise CodecError(f"corrupt leftover {name!r}: {len(blob)} zstd bytes cannot hold "
+                         f"the {want} bytes of its shape")
+    try:
+        declared = zstandard.frame_content_size(blob)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"corrupt leftover {name!r}: not a zstd frame ({exc})") from exc
+    if declared not in (-1, want):  # -1: a frame without its content size
+        raise CodecError(f"corrupt leftover {name!r}: its zstd frame declares {declared} "
+                         f"bytes, its shape needs {want}")
+
+
+def _inflate(blob: bytes, want: int, name: str, out: np.ndarray | None) -> None:
+    """Decompress the one zstd frame `blob` (checked by :func:`_check_zstd`) into the
+    bytes of `out` (or only check it), in small steps, so that no more than `want` bytes
+    (plus one step) are ever produced."""
+    dobj, got = zstandard.ZstdDecompressor().decompressobj(), 0
+    sink = None if out is None else out.view(np.uint8)
+    for i in range(0, len(blob), _ZSTD_PIECE):
+        chunk = dobj.decompress(blob[i:i + _ZSTD_PIECE])
+        if got + len(chunk) > want:
+            raise CodecError(f"corrupt leftover {name!r}: its zstd frame holds more than "
+                             f"the {want} bytes of its shape")
+        if sink is not None:
+            sink[got:got + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        got += len(chunk)
+        if dobj.eof:
+            if dobj.unused_data or i + _ZSTD_PIECE < len(blob):
+                raise CodecError(f"corrupt leftover {name!r}: data after its zstd frame")
+            break
+    if not dobj.eof or got != want:
+        raise CodecError(f"corrupt leftover {name!r}: {got} bytes for the {want} of its "
+                         "shape (or a truncated zstd frame)")
+
+
+def _decode_bank(body: bytes, pos: int, k: int, s: int, q: int, half: int,
+                 scale) -> np.ndarray:
+    """The ``(k, s)`` float32 bank at byte `pos` (its bytes are known to be there)."""
+    n = k * s
+    if q == 32:
+        bank = np.frombuffer(body, "<f4", count=n, offset=pos).astype(np.float32)
+    elif q == 16:  # numpy has no bfloat16
+        bits = torch.from_numpy(np.frombuffer(body, "<i2", count=n, offset=pos).astype(np.int16))
+        bank = bits.view(torch.bfloat16 if half else torch.float16).to(torch.float32).numpy()
+    else:
+        top, values = 2 ** (q - 1) - 1, np.empty(n, dtype=np.float32)
+        for i in range(0, n, _CHUNK):
+            ints = _unpack(body, min(_CHUNK, n - i), q, 8 * pos + i * q) - top
+            if int(np.abs(ints).max()) > top:
+                raise CodecError("corrupt bank: a level out of range")
+            values[i:i + ints.size] = dequantize_uniform(ints, float(scale))
+        bank = values
+    return bank.reshape(k, s)
+
+
+def _decode_body(body: bytes, max_numel: int,
+                 materialize: bool) -> tuple[dict[str, torch.Tensor], dict]:
     br, budget = BitReader(body), [max_numel]
     n_coded = _read_int(br, br.n_bits, "tensor count")
     n_left = _read_int(br, br.n_bits, "leftover count")
     tensors = [_read_tensor(br, budget) for _ in range(n_coded + n_left)]
+    if len({name for name, _ in tensors}) != len(tensors):
+        raise CodecError("corrupt header: duplicate tensor names")
     s = _read_int(br, br.n_bits, "s")
     k = _read_int(br, br.n_bits, "k")
     q = _read_int(br, 32, "q")
@@ -326,46 +524,53 @@ def _decode_body(body: bytes, max_numel: int) -> tuple[dict[str, torch.Tensor], 
         payload_len = 4 * _read_int(br, len(body) // 4, "payload words")
         if int(counts.sum()) != m:
             raise CodecError("corrupt header: motif counts do not add up to the block count")
-    width = (k - 1).bit_length()
-    mosaic_len = payload_len if coded else -(-m * width // 8)
+    mosaic_len = payload_len if coded else -(-m * (k - 1).bit_length() // 8)
     left_meta = [(br.read(1), _read_int(br, len(body), "blob length")) for _ in range(n_left)]
     if br.read(-br.pos % 8):
         raise CodecError("corrupt header: nonzero padding")
     pos = br.pos // 8
     if pos + bank_bytes + mosaic_len + sum(n for _, n in left_meta) != len(body):
         raise CodecError("corrupt stream: the section lengths do not add up to its length")
-    bank_raw, pos = body[pos:pos + bank_bytes], pos + bank_bytes
-    if q == 32:
-        bank = torch.from_numpy(np.frombuffer(bank_raw, "<f4").astype(np.float32))
-    elif q == 16:
-        bits = torch.from_numpy(np.frombuffer(bank_raw, "<i2").astype(np.int16))
-        bank = bits.view(torch.bfloat16 if half else torch.float16).to(torch.float32)
-    else:
-        ints = _unpack(bank_raw, k * s, q) - (2 ** (q - 1) - 1)
-        if ints.size and int(np.abs(ints).max()) > 2 ** (q - 1) - 1:
-            raise CodecError("corrupt bank: a level out of range")
-        bank = torch.from_numpy(dequantize_uniform(ints, float(scale)))
-    bank = bank.reshape(k, s)
-    mosaic_raw, pos = body[pos:pos + mosaic_len], pos + mosaic_len
-    mosaic = decode_coded(mosaic_raw, counts) if coded else _unpack(mosaic_raw, m, width)
-    if mosaic.size and int(mosaic.max()) >= k:
-        raise CodecError("corrupt mosaic: an index out of range")
-    flat = bank[torch.from_numpy(mosaic)].reshape(-1)
-    out, start = {}, 0
+    # Every leftover's size is checked against its blob before any tensor is allocated.
+    left_at = pos + bank_bytes + mosaic_len
+    blobs = []
+    for (name, shape), (mode, size) in zip(tensors[n_coded:], left_meta):
+        want, blob = 4 * math.prod(shape), body[left_at:left_at + size] if mode else b""
+        if mode:
+            _check_zstd(blob, want, name)
+        elif size != want:
+            raise CodecError(f"corrupt leftover {name!r}: {size} bytes for {shape}")
+        blobs.append((name, shape, left_at, blob))
+        left_at += size
+    bank = _decode_bank(body, pos, k, s, q, half, scale)
+    pos += bank_bytes
+    mosaic = (_CodedMosaic(body[pos:pos + mosaic_len], counts) if coded
+              else _FixedMosaic(body, 8 * pos, m, k))
+    out, step = {}, max(1, _CHUNK // s)
     for name, shape in tensors[:n_coded]:
         numel = math.prod(shape)
-        out[name] = flat[start:start + numel].reshape(shape).clone()
-        start += -(-numel // s) * s
-    for (name, shape), (mode, size) in zip(tensors[n_coded:], left_meta):
-        blob, pos = body[pos:pos + size], pos + size
+        dest = np.empty(numel, dtype=np.float32) if materialize else None
+        n_blocks = -(-numel // s)
+        for lo in range(0, n_blocks, step):
+            idx = mosaic.take(min(step, n_blocks - lo))
+            if dest is not None:
+                a, b = lo * s, min(numel, (lo + idx.size) * s)
+                dest[a:b] = np.take(bank, idx, axis=0).reshape(-1)[:b - a]
+        if dest is not None:
+            out[name] = torch.from_numpy(dest).reshape(shape)
+    mosaic.finish()
+    for name, shape, at, blob in blobs:  # a zstd leftover has its blob, a raw one b""
         numel = math.prod(shape)
-        if mode:
-            blob = zstandard.ZstdDecompressor().decompress(blob, max_output_size=4 * numel)
-        if len(blob) != 4 * numel:
-            raise CodecError(f"corrupt leftover {name!r}: {len(blob)} bytes for {shape}")
-        out[name] = torch.from_numpy(np.frombuffer(blob, "<f4").astype(np.float32)).reshape(shape)
-    if len(out) != n_coded + n_left:
-        raise CodecError("corrupt header: duplicate tensor names")
+        if not materialize:
+            if blob:
+                _inflate(blob, 4 * numel, name, None)
+            continue
+        if blob:
+            values = np.empty(numel, dtype="<f4")
+            _inflate(blob, 4 * numel, name, values)
+        else:
+            values = np.frombuffer(body, "<f4", count=numel, offset=at).copy()
+        out[name] = torch.from_numpy(values.astype(np.float32, copy=False)).reshape(shape)
     # Attributed as DescriptionLength does: the q=16 kind bit / q<16 scale to the bank, the
     # coded mosaic's usage counts and payload size to the mosaic, the rest to the header.
     bank_bits = 8 * bank_bytes + {32: 0, 16: 1}.get(q, 32)

@@ -175,8 +175,9 @@ class MoMos:
             If ``model`` is neither a module nor a mapping, or a pooled tensor is not
             floating point.
         ValueError
-            If nothing is pooled, the tensors differ in dtype or device, or a weight is
-            NaN or infinite.
+            If nothing is pooled, a tensor is on the ``meta`` device (it has no values:
+            materialize the module first), the tensors differ in dtype or device, or a
+            weight is NaN or infinite.
         """
         tensors = pool_parameters(model)
         layout = layout_of(tensors, self.s)
@@ -260,6 +261,12 @@ def _check_assign(method) -> str:
 def _check_tensors(tensors: list[tuple[str, torch.Tensor]]) -> None:
     first_name, first = tensors[0]
     for name, t in tensors:
+        if t.is_meta:
+            raise ValueError(
+                f"tensor {name!r} is on the meta device: it has no values to project; "
+                "materialize the module first, e.g. module.to_empty(device='cpu'), then "
+                "load its weights"
+            )
         if not t.is_floating_point():
             raise TypeError(f"tensor {name!r} has dtype {t.dtype}; MoMos projects floating-point "
                             "weights only (freeze it with requires_grad=False to leave it out)")
