@@ -6,9 +6,47 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+from kcomplex.files import regular_file, write_atomic
 
 __all__ = ["main"]
+
+#: The only suffix ``momos decode`` writes: the content is safetensors, and readers such as
+#: ``kcomplex analyze`` choose the format by the suffix.
+DECODED_SUFFIX = ".safetensors"
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help line ends with its default.
+
+    argparse's formatter prints ``(default: None)`` for options whose default is decided
+    later; their help says the default in words instead, and flags read ``(default: off)``.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.default is None
+                or action.default is argparse.SUPPRESS):
+            return text
+        if action.nargs == 0 and action.default is False:
+            return f"{text} (default: off)"
+        value = action.default
+        if isinstance(value, (list, tuple)):
+            value = " ".join(map(str, value)) if value else "none"
+        return f"{text} (default: {value})"
+
+
+def _threads(text: str) -> int | str:
+    """``--threads``: "auto" or a positive integer."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,22 +54,34 @@ def _parser() -> argparse.ArgumentParser:
         prog="momos", description="Mosaic-of-Motifs: project, encode and measure models."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("encode", help="project a checkpoint onto motifs, then encode it")
+    e = sub.add_parser("encode", help="project a checkpoint onto motifs, then encode it",
+                       formatter_class=_HelpFormatter)
     e.add_argument("checkpoint", help=".pt/.pth/.bin state dict, .safetensors, .npz")
     e.add_argument("out", help="output .momos file (written atomically)")
-    e.add_argument("--s", type=int, required=True, help="block size")
+    e.add_argument("--s", type=int, required=True, help="block size (required, no default)")
     size = e.add_mutually_exclusive_group(required=True)
-    size.add_argument("--capacity", type=float, help="k = floor(capacity * m)")
-    size.add_argument("--k", type=int, help="number of motifs")
+    size.add_argument("--capacity", type=float,
+                      help="k = floor(capacity * m); give --capacity or --k (no default)")
+    size.add_argument("--k", type=int, help="number of motifs; give --capacity or --k "
+                                            "(no default)")
     e.add_argument("--seed", type=int, default=0, help="seed of the motif sampling")
     e.add_argument("--q", type=int, default=32, help="bits per motif value (32, 16, 2..15)")
     e.add_argument("--exclude", nargs="*", default=(), metavar="TOKEN",
                    help="tensors whose name contains a token are stored as they are")
-    d = sub.add_parser("decode", help="decode a .momos file into a .safetensors file")
-    d.add_argument("path")
-    d.add_argument("out")
-    z = sub.add_parser("size", help="itemized size of a .momos file, in bits")
-    z.add_argument("path")
+    d = sub.add_parser("decode", help="decode a .momos file into a .safetensors file",
+                       description="Decode a .momos file into a .safetensors file (the only "
+                                   "output format: OUT must end in .safetensors).",
+                       formatter_class=_HelpFormatter)
+    d.add_argument("path", help="the .momos file")
+    d.add_argument("out", help="output file, written atomically; its name must end in "
+                               ".safetensors")
+    z = sub.add_parser("size", help="itemized size of a .momos file, in bits",
+                       formatter_class=_HelpFormatter)
+    z.add_argument("path", help="the .momos file")
+    for p in (d, z):
+        p.add_argument("--max-numel", type=int, default=1 << 28, metavar="N",
+                       help="refuse streams that declare more weights than this (it bounds "
+                            "the memory decoding takes: 4 bytes per weight)")
     _train_parser(sub)
     _experiment_parsers(sub)
     return parser
@@ -42,61 +92,82 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
     from .data import DATASETS
     from .models import MODELS
 
-    p.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    p.add_argument("--model", default="mlp", choices=sorted(MODELS), help="the network")
     p.add_argument("--dataset", default="digits", choices=sorted(DATASETS),
                    help="digits is embedded; the others are read from --data-dir")
-    p.add_argument("--data-dir", help="directory with MNIST/Fashion-MNIST IDX or CIFAR-10 files")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--out", default=out, help=f"output directory (default: {out})")
+    p.add_argument("--data-dir", help="directory with MNIST/Fashion-MNIST IDX or CIFAR-10 "
+                                      "files (default: none; needed for those)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, "
+                                                       "initialization and training")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: cuda when available, else cpu")
+    p.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
+                   help="torch CPU threads; auto: 1 for the MLP on the CPU (its small steps "
+                        "run 10-20x slower with one thread per core on a busy machine), "
+                        "else torch's own setting (one per core)")
+    p.add_argument("--out", default=out, help="output directory")
     p.add_argument("--resume", action="store_true", help="continue the run(s) in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars: one line per finished epoch and run on stderr, "
+                        "as when stderr is not a terminal")
     p.add_argument("--estimators", nargs="+", default=["bdm", "gzip", "bz2", "lzma"],
-                   help="kcomplex estimators measured every epoch (default: the paper's)")
+                   help="kcomplex estimators measured every epoch")
 
 
 def _train_parser(sub) -> None:
     from .train import METHODS
 
-    t = sub.add_parser("train", help="train one run, measuring complexity after every epoch")
+    t = sub.add_parser("train", help="train one run, measuring complexity after every epoch",
+                       formatter_class=_HelpFormatter)
     _common(t, "momos-run")
-    t.add_argument("--method", default="momos", choices=METHODS)
+    t.add_argument("--method", default="momos", choices=METHODS, help="training method")
     t.add_argument("--s", type=int, default=2, help="block size (MoMos)")
     size = t.add_mutually_exclusive_group()
-    size.add_argument("--capacity", type=float, help="k/m (MoMos; default 0.05)")
-    size.add_argument("--k", type=int, help="number of motifs (MoMos)")
+    size.add_argument("--capacity", type=float,
+                      help="k/m (MoMos; default 0.05 unless --k is given)")
+    size.add_argument("--k", type=int, help="number of motifs (MoMos; default: from "
+                                            "--capacity)")
     t.add_argument("--q", type=int, default=8, help="QAT bits (qat, momos+qat)")
     t.add_argument("--no-force-zero", action="store_true", help="no all-zero motif 0")
-    t.add_argument("--project-every", default="epoch", choices=("epoch", "step"))
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--optimizer", choices=("adamw", "sgd"), help="default per model")
-    t.add_argument("--lr", type=float, help="default per model")
-    t.add_argument("--weight-decay", type=float, help="default per model")
-    t.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
+    t.add_argument("--project-every", default="epoch", choices=("epoch", "step"),
+                   help="when MoMos projects the weights")
+    t.add_argument("--epochs", type=int, default=30, help="training epochs")
+    t.add_argument("--batch-size", type=int, default=128, help="training batch size")
+    t.add_argument("--optimizer", choices=("adamw", "sgd"),
+                   help="default per model: adamw for mlp and vit, sgd for resnet20")
+    t.add_argument("--lr", type=float, help="learning rate (default per model: 3e-4 for "
+                                            "adamw models, 0.1 for resnet20)")
+    t.add_argument("--weight-decay", type=float, help="default per model: 1e-2 for adamw "
+                                                      "models, 1e-4 for resnet20")
+    t.add_argument("--schedule", default="cosine", choices=("cosine", "constant"),
+                   help="learning-rate schedule")
     t.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="data-parallel processes on this machine (gloo on CPU, one GPU each "
-                        "with nccl on CUDA); rank 0 writes the files. Default 1")
+                        "with nccl on CUDA); rank 0 writes the files")
 
 
 def _experiment_parsers(sub) -> None:
-    r = sub.add_parser("reproduce", help="baseline, QAT and two MoMos runs compared in one table")
+    r = sub.add_parser("reproduce", help="baseline, QAT and two MoMos runs compared in one table",
+                       formatter_class=_HelpFormatter)
     _common(r, "momos-reproduce")
     r.add_argument("--epochs", type=int, help="epochs per run (default 30; 3 with --quick)")
     r.add_argument("--quick", action="store_true", help="3 epochs: a fast smoke run")
     r.add_argument("--seeds", type=int, nargs="+",
-                   help="several seeds: runs in OUT/seed<N>/, mean ± std in OUT/summary.csv")
-    r.add_argument("--no-plots", action="store_true")
-    w = sub.add_parser("sweep", help="MoMos over an s x capacity grid (the paper's by default)")
+                   help="several seeds: runs in OUT/seed<N>/, mean ± std in OUT/summary.csv "
+                        "(default: the one --seed)")
+    r.add_argument("--no-plots", action="store_true", help="no figures")
+    w = sub.add_parser("sweep", help="MoMos over an s x capacity grid (the paper's by default)",
+                       formatter_class=_HelpFormatter)
     _common(w, "momos-sweep")
     w.add_argument("--s", type=int, nargs="+", help="block sizes (default 2 4 ... 128)")
     w.add_argument("--capacity", type=float, nargs="+",
                    help="capacities (default 0.01 0.05 0.1 0.2 0.3)")
-    w.add_argument("--method", default="momos", choices=("momos", "momos+qat"))
+    w.add_argument("--method", default="momos", choices=("momos", "momos+qat"),
+                   help="the MoMos variant of every grid run")
     w.add_argument("--epochs", type=int, help="epochs per run (default 30; 3 with --quick)")
     w.add_argument("--quick", action="store_true", help="3 epochs per run")
     w.add_argument("--no-baseline", action="store_true", help="skip the baseline run")
-    w.add_argument("--no-plots", action="store_true")
+    w.add_argument("--no-plots", action="store_true", help="no figures")
 
 
 def _print_sizes(info: dict) -> None:
@@ -121,7 +192,7 @@ def _encode(args: argparse.Namespace) -> None:
 
     from kcomplex import load_weights
 
-    from .codec import encode, stream_info, write_atomic
+    from .codec import encode, stream_info
     from .projection import MoMos
 
     state = {name: torch.from_numpy(arr.astype("float32"))
@@ -132,15 +203,21 @@ def _encode(args: argparse.Namespace) -> None:
     data = encode(state, mm, q=args.q)
     write_atomic(args.out, data)
     print(f"wrote {args.out}")
-    _print_sizes(stream_info(data))
+    _print_sizes(stream_info(data, max_numel=max(1, sum(t.numel() for t in state.values()))))
 
 
 def _decode(args: argparse.Namespace) -> None:
     from safetensors.torch import save
 
-    from .codec import decode, write_atomic
+    from .codec import decode
 
-    tensors = decode(Path(args.path).read_bytes())
+    # Refused before any work: under another name the file would be read as another format.
+    if not args.out.lower().endswith(DECODED_SUFFIX):
+        raise ValueError(f"decode writes safetensors: name the output file {args.out!r} "
+                         f"with the suffix {DECODED_SUFFIX}, e.g. "
+                         f"{os.path.splitext(args.out)[0] + DECODED_SUFFIX!r}")
+    tensors = decode(regular_file(args.path, ".momos file").read_bytes(),
+                     max_numel=args.max_numel)
     write_atomic(args.out, save({k: v.contiguous() for k, v in tensors.items()}))
     print(f"wrote {args.out}: {len(tensors)} tensors")
 
@@ -148,10 +225,12 @@ def _decode(args: argparse.Namespace) -> None:
 def _size(args: argparse.Namespace) -> None:
     from .codec import stream_info
 
-    _print_sizes(stream_info(Path(args.path).read_bytes()))
+    _print_sizes(stream_info(regular_file(args.path, ".momos file").read_bytes(),
+                             max_numel=args.max_numel))
 
 
 def _train(args: argparse.Namespace) -> None:
+    from .experiment import cpu_threads, epoch_printer, resolve_threads
     from .train import TrainConfig, train
 
     if args.nproc != 1:
@@ -164,8 +243,16 @@ def _train(args: argparse.Namespace) -> None:
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         schedule=args.schedule, seed=args.seed, device=args.device, data_dir=args.data_dir,
         estimators=tuple(args.estimators))
-    res = train(cfg, args.out, resume=args.resume, progress=False if args.no_progress else None)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun or --nproc: rank 0 reports
+    lead = os.environ.get("RANK", "0") == "0"  # under torchrun or --nproc: rank 0 reports
+    bars = not args.no_progress and sys.stderr.isatty()
+    callback = None
+    if lead and not bars:
+        size = f"k={cfg.k}" if cfg.k is not None else f"c={cfg.capacity:g}"
+        label = f"{cfg.method} s={cfg.s} {size}" if cfg.uses_momos else cfg.method
+        callback = epoch_printer(label, cfg.epochs)
+    with cpu_threads(resolve_threads(args.threads, cfg.model, cfg.device)):
+        res = train(cfg, args.out, resume=args.resume, progress=bars, callback=callback)
+    if not lead:
         return
     summary, last = res["summary"], res["epochs"][-1]
     dl = summary["description_length"]
@@ -239,8 +326,8 @@ def _experiment(args: argparse.Namespace) -> None:
     common = dict(out=args.out, model=args.model, dataset=args.dataset, epochs=args.epochs,
                   quick=args.quick, seed=args.seed, data_dir=args.data_dir,
                   device=args.device, estimators=args.estimators, resume=args.resume,
-                  plots=not args.no_plots,
-                  progress=False if args.no_progress else None)
+                  plots=not args.no_plots, threads=args.threads,
+                  progress="lines" if args.no_progress else None)
     if args.command == "reproduce":
         if args.seeds:
             common["seed"] = args.seeds
