@@ -23,7 +23,10 @@ The output directory holds ``results.json`` (rewritten atomically after every ep
 ``init``/``best``/``final`` checkpoints as ``.safetensors`` (the evaluated weights and the
 buffers, under the plain model's names; ``best`` is the highest validation accuracy,
 earliest on ties), ``best.momos``/``final.momos`` for MoMos runs, and ``last.pt``, the full
-training state that ``resume=True`` continues from, bit-identically on CPU.
+training state that ``resume=True`` continues from, bit-identically on CPU. ``last.pt`` also
+holds the records up to its epoch: it is the one file whose writing completes an epoch, so
+a run killed between any two writes resumes exactly. ``.lock`` keeps a second run out of
+the directory while one is using it.
 
 Under ``torch.distributed`` (an initialized process group, or the variables that ``torchrun``
 sets) the run is data-parallel with ``DistributedDataParallel``: every rank trains on its
@@ -38,6 +41,8 @@ import functools
 import io
 import json
 import math
+import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,10 +53,13 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
+from kcomplex.files import regular_file, write_atomic
+from kcomplex.validation import is_int
+
 from ._distributed import Ranks, from_lead, join_group, resolve_device
 from .blocks import layout_of, pool_parameters
 from .bounds import bound_bits, motif_count
-from .codec import description_length, encode, write_atomic
+from .codec import description_length, encode
 from .data import DATASETS, Splits, load_dataset
 from .models import MODELS, build_model
 from .projection import MoMos
@@ -68,6 +76,11 @@ RESULTS_FORMAT = "momos-train/1"
 _OPTIMIZERS = ("adamw", "sgd")
 _PROJECT_EVERY = ("epoch", "step")
 _DEVICES = ("auto", "cpu", "cuda")
+# Value of ``last.pt``'s ``format``; /2 added the results that the state commits.
+_STATE_FORMAT = "momos-train-state/2"
+# The fields of an epoch's record that are numbers, besides ``epoch``.
+_RECORD_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                   "lr", "sparsity", "l2", "seconds")
 # Per-model defaults of MOMOS.md: (optimizer, lr, weight decay).
 _DEFAULTS = {"resnet20": ("sgd", 0.1, 1e-4), "mlp": ("adamw", 3e-4, 1e-2), "vit": ("adamw", 3e-4, 1e-2)}
 
@@ -384,19 +397,67 @@ class _Run:
         }
 
     def restore(self, snap: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(snap["model"])
-        self.opt.load_state_dict(snap["opt"])
-        if self.sched is not None:
-            self.sched.load_state_dict(snap["sched"])
-        self.data_gen.set_state(snap["data_gen"])
-        torch.set_rng_state(snap["torch_rng"])
+        """Continue from ``snap`` (a :meth:`snapshot` read back by :func:`_read_state`).
+
+        Every part is checked against this run's own state before it is loaded, so that a
+        damaged ``last.pt`` is refused here rather than failing, or silently training
+        something else, epochs later.
+
+        Raises
+        ------
+        _Damaged
+            If a part does not fit this run, with the part named.
+        """
         mm = self.momos
-        if mm is not None:
-            mm._generator.set_state(snap["momos_gen"])
-            if snap["bank"].numel():
-                mm.motifs = snap["bank"].to(self.device)
-                mm.mosaic = snap["mosaic"].to(self.device)
-                mm.layout = layout_of(pool_parameters(self.model), mm.s)
+        _fits(self.model.state_dict(), snap["model"], "the model state")
+        _fits({"param_groups": self.opt.state_dict()["param_groups"]},
+              {"param_groups": snap["opt"].get("param_groups")}, "the optimizer state")
+        _fits(self.sched.state_dict() if self.sched is not None else {}, snap["sched"],
+              "the schedule state")
+        _fits(self.data_gen.get_state(), snap["data_gen"], "the data order's generator")
+        _fits(torch.get_rng_state(), snap["torch_rng"], "torch's generator")
+        _fits(mm._generator.get_state() if mm is not None else torch.empty(0),
+              snap["momos_gen"], "the motif sampling's generator")
+        bank, mosaic = snap["bank"], snap["mosaic"]
+        if mm is not None and bank.numel():
+            layout = layout_of(pool_parameters(self.model), mm.s)
+            k = motif_count(layout.m, mm.k, mm.capacity)
+            dtype = next(iter(self.params.values())).dtype
+            if bank.shape != (k, mm.s) or bank.dtype != dtype:
+                raise _Damaged(f"the motif bank is {tuple(bank.shape)} {bank.dtype}, "
+                               f"not ({k}, {mm.s}) {dtype}")
+            if (mosaic.shape != (layout.m,) or mosaic.dtype != torch.int64
+                    or (layout.m and not 0 <= int(mosaic.min()) <= int(mosaic.max()) < k)):
+                raise _Damaged(f"the mosaic is not {layout.m} motif indices below {k}")
+        elif bank.numel() or mosaic.numel() or (mm is not None and snap["epoch"] > 0):
+            # A MoMos run has projected after every epoch; other runs have no bank.
+            raise _Damaged("its motif bank does not match its epoch and method")
+        opt = snap["opt"]
+        state = opt.get("state")
+        if not isinstance(state, dict) or set(opt) != {"state", "param_groups"}:
+            raise _Damaged("the optimizer state is not a state and param_groups")
+        shapes = [p.shape for p in self.params.values()]
+        for key, entry in state.items():
+            if not (is_int(key) and 0 <= key < len(shapes) and isinstance(entry, dict)
+                    and all(v is None or (isinstance(v, torch.Tensor)
+                                          and v.shape in (shapes[key], ()))
+                            for v in entry.values())):
+                raise _Damaged(f"the optimizer state of parameter {key!r} does not fit it")
+        try:
+            self.model.load_state_dict(snap["model"])
+            self.opt.load_state_dict(opt)
+            if self.sched is not None:
+                self.sched.load_state_dict(snap["sched"])
+            self.data_gen.set_state(snap["data_gen"])
+            torch.set_rng_state(snap["torch_rng"])
+            if mm is not None:
+                mm._generator.set_state(snap["momos_gen"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            # Whatever the checks above let through and torch's own loaders refuse.
+            raise _Damaged(f"torch refused part of it: {_first_line(err)}") from err
+        if mm is not None and bank.numel():
+            mm.motifs, mm.mosaic = bank.to(self.device), mosaic.to(self.device)
+            mm.layout = layout
 
 
 # ---------------------------------------------------------------------------- measurement
@@ -436,6 +497,243 @@ def _description(run: _Run) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------------------ the run directory
+
+
+class _Damaged(ValueError):
+    """What is wrong with a file of a run directory: the reason alone, without the path."""
+
+
+def _cannot_resume(outdir: Path, name: str, reason: object) -> ValueError:
+    """The one error of a run directory that cannot be resumed."""
+    return ValueError(f"cannot resume {outdir}: {name} is damaged ({reason}); delete the "
+                      "directory to start again, or choose another output directory (--out)")
+
+
+def _first_line(err: BaseException) -> str:
+    """An error's message cut to one short line (torch's run to paragraphs)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string"}
+
+
+def _parse_results(data: bytes | str) -> dict[str, Any]:
+    """The content of ``results.json``, its layout checked.
+
+    Raises
+    ------
+    _Damaged
+        If it is not JSON, not of :data:`RESULTS_FORMAT`, or a field has the wrong type.
+    """
+    try:
+        results = json.loads(data)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError
+        raise _Damaged(f"not JSON: {_first_line(err)}") from err
+    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
+        raise _Damaged(f"format is not {RESULTS_FORMAT!r}")
+    for key, kind in (("config", dict), ("model", dict), ("epochs", list), ("summary", dict),
+                      ("status", str)):
+        if not isinstance(results.get(key), kind):
+            raise _Damaged(f"{key!r} is missing or not {_JSON_TYPES[kind]}")
+    if not all(isinstance(record, dict) for record in results["epochs"]):
+        raise _Damaged("'epochs' holds something other than objects")
+    if results["status"] not in ("running", "finished"):
+        raise _Damaged(f"status {results['status']!r} is neither 'running' nor 'finished'")
+    return results
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fits(template: Any, value: Any, what: str) -> None:
+    """Check that ``value`` has the structure of ``template``: the same keys, lengths,
+    tensor shapes and dtypes, and kinds of scalar (int and float count as one).
+
+    Raises
+    ------
+    _Damaged
+        Naming ``what`` and the first place where they differ.
+    """
+    def differ(where: str) -> _Damaged:
+        return _Damaged(f"{what} does not fit this run at {where or 'its top'}")
+
+    def walk(t: Any, v: Any, where: str) -> None:
+        if isinstance(t, torch.Tensor):
+            if not isinstance(v, torch.Tensor) or v.shape != t.shape or v.dtype != t.dtype:
+                raise differ(where)
+        elif isinstance(t, dict):
+            if not isinstance(v, dict) or set(v) != set(t):
+                raise differ(where)
+            for key in t:
+                walk(t[key], v[key], f"{where}[{key!r}]")
+        elif isinstance(t, (list, tuple)):
+            if type(v) is not type(t) or len(v) != len(t):
+                raise differ(where)
+            for i, (a, b) in enumerate(zip(t, v)):
+                walk(a, b, f"{where}[{i}]")
+        elif _is_number(t):
+            if not _is_number(v):
+                raise differ(where)
+        elif type(v) is not type(t):
+            raise differ(where)
+
+    walk(template, value, "")
+
+
+def _read_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``last.pt`` loaded on the CPU, and the results it holds; its layout checked.
+
+    Raises
+    ------
+    FileNotFoundError
+        If it is missing.
+    _Damaged
+        If it is not a regular file, not a training state of :data:`_STATE_FORMAT`, or a
+        field is missing or of the wrong type. Its tensors are checked by
+        :meth:`_Run.restore`.
+    """
+    try:
+        data = regular_file(path, "training state").read_bytes()
+    except FileNotFoundError:
+        raise
+    except ValueError as err:  # a directory, FIFO or device
+        raise _Damaged(str(err)) from err
+    try:
+        # weights_only: a pickle that asks for any other object is refused, not run.
+        snap = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # whatever torch or pickle raise, it is not a state we wrote
+        raise _Damaged(f"torch.load cannot read it ({type(err).__name__}): it is truncated, "
+                       "overwritten, or holds objects other than tensors and plain values"
+                       ) from err
+    if not isinstance(snap, dict) or snap.get("format") != _STATE_FORMAT:
+        raise _Damaged(f"not a training state of format {_STATE_FORMAT!r}; a run started "
+                       "by an older momos cannot be resumed")
+    kinds = {"epoch": int, "best_epoch": int, "best_val_acc": float, "results": str,
+             "model": dict, "opt": dict, "sched": dict, "data_gen": torch.Tensor,
+             "torch_rng": torch.Tensor, "momos_gen": torch.Tensor, "bank": torch.Tensor,
+             "mosaic": torch.Tensor}
+    for key, kind in kinds.items():
+        value = snap.get(key)
+        if not (is_int(value) if kind is int else isinstance(value, kind)):
+            raise _Damaged(f"{key!r} is missing or not {kind.__name__}")
+    try:
+        results = _parse_results(snap["results"])
+    except _Damaged as err:
+        raise _Damaged(f"its results: {err}") from err
+    return snap, results
+
+
+def _check_progress(snap: Mapping[str, Any], results: Mapping[str, Any], epochs: int,
+                    estimators: tuple[str, ...]) -> None:
+    """Check that a state's epoch, best epoch and records agree with each other.
+
+    Raises
+    ------
+    _Damaged
+        Naming what disagrees.
+    """
+    epoch, records = snap["epoch"], results["epochs"]
+    if not 0 <= epoch <= epochs or len(records) != epoch + 1:
+        raise _Damaged(f"epoch {epoch} with {len(records)} records in a run of {epochs} epochs")
+    bits = {f"{e}_bits" for e in estimators}
+    for i, record in enumerate(records):
+        complexity = record.get("complexity")
+        if not (record.get("epoch") == i and is_int(record["epoch"])
+                and all(_is_number(record.get(key)) for key in _RECORD_NUMBERS)
+                and isinstance(complexity, dict) and set(complexity) == bits
+                and all(_is_number(v) for v in complexity.values())
+                and (record.get("projection") is None or isinstance(record["projection"], dict))):
+            raise _Damaged(f"the record of epoch {i} is malformed")
+    best, best_acc = snap["best_epoch"], snap["best_val_acc"]
+    if not (best == -1 and best_acc == -math.inf
+            or 0 <= best <= epoch and records[best]["val_acc"] == best_acc):
+        raise _Damaged(f"its best epoch {best} disagrees with its records")
+
+
+def _resume_state(outdir: Path, config: Mapping[str, Any], cfg: TrainConfig
+                  ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The state of ``outdir/last.pt`` and its records, checked against the directory.
+
+    ``last.pt`` is the commit point of every epoch: ``results.json`` is rewritten after it
+    and may lag one epoch behind after a crash; the records come from ``last.pt``.
+
+    Raises
+    ------
+    ValueError
+        If the config differs from ``config``, or a file is damaged (named, with the fix).
+    """
+    try:
+        snap, stored = _read_state(outdir / "last.pt")
+    except FileNotFoundError:
+        raise _cannot_resume(outdir, "last.pt", "missing beside results.json") from None
+    except _Damaged as err:
+        raise _cannot_resume(outdir, "last.pt", err) from err
+    if stored["config"] != config:
+        diff = sorted(k for k in config if stored["config"].get(k) != config[k])
+        raise ValueError(f"cannot resume {outdir}: its config differs in "
+                         f"{', '.join(diff or sorted(stored['config']))}")
+    try:
+        _check_progress(snap, stored, cfg.epochs, cfg.estimators)
+    except _Damaged as err:
+        raise _cannot_resume(outdir, "last.pt", err) from err
+    path = outdir / "results.json"
+    try:
+        shown = _parse_results(regular_file(path, "results file").read_bytes())
+        if shown["config"] != config:
+            raise _Damaged("its config is not that of last.pt")
+        if len(shown["epochs"]) not in (snap["epoch"], snap["epoch"] + 1):
+            raise _Damaged(f"its {len(shown['epochs'])} records do not follow last.pt's "
+                           f"epoch {snap['epoch']}")
+    except FileNotFoundError:
+        pass  # killed after epoch 0's last.pt: written again after the next epoch
+    except ValueError as err:  # _Damaged, or not a regular file
+        raise _cannot_resume(outdir, "results.json", err) from err
+    return snap, stored["epochs"]
+
+
+def _holds_run(outdir: Path) -> bool:
+    """Whether ``outdir`` holds a run: ``last.pt`` is written first, results.json after."""
+    return any((outdir / name).exists() for name in ("last.pt", "results.json"))
+
+
+def _lock(outdir: Path) -> int:
+    """Hold ``outdir/.lock`` for this run; its descriptor, to be closed at the run's end.
+
+    ``flock`` conflicts between any two open descriptions of the file, in one process or
+    two, and the kernel drops it when its holder dies: a lock left by a killed run is
+    taken over without a word.
+
+    Raises
+    ------
+    ValueError
+        If another run holds the lock, or ``.lock`` is not a regular file.
+    """
+    import fcntl  # POSIX; imported here so that the rest of momos imports anywhere
+
+    path = outdir / ".lock"
+    # O_NONBLOCK: opening a FIFO planted there must not hang; on a regular file it is moot.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file; remove it")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            holder = holder if holder.isdigit() else "unknown"  # written, or being written
+            raise ValueError(f"{outdir} is in use by another run (pid {holder}); wait for it "
+                             "or choose another output directory (--out)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 # ------------------------------------------------------------------------------- the loop
 
 
@@ -452,20 +750,33 @@ def _write_json(path: Path, obj: Any) -> None:
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read ``results.json`` from a run directory (or the file itself).
 
+    Parameters
+    ----------
+    path : str or Path
+        A run directory or its ``results.json``.
+
+    Returns
+    -------
+    dict
+        The results, as :func:`train` returns them.
+
     Raises
     ------
     FileNotFoundError
         If there is no ``results.json``.
     ValueError
-        If the file is not a results file of this format.
+        If it is not a regular file, not JSON, or not a results file of
+        :data:`RESULTS_FORMAT` (a field missing or of the wrong type); the message names
+        the file.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    results = json.loads(path.read_text())
-    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
-        raise ValueError(f"{path} is not a momos results file (format {RESULTS_FORMAT!r})")
-    return results
+    data = regular_file(path, "results file").read_bytes()
+    try:
+        return _parse_results(data)
+    except _Damaged as err:
+        raise ValueError(f"{path} is not a momos results file ({err})") from err
 
 
 def train(
@@ -486,9 +797,13 @@ def train(
     out : str or Path, optional
         Output directory (created). Without it nothing is written and ``resume`` is
         unavailable. A directory that already holds a run is an error unless ``resume``.
+        The run holds ``out/.lock`` (an ``flock`` with its pid inside) for its whole life;
+        a lock left by a process that died is taken over.
     resume : bool
         Continue the run in ``out`` from its last completed epoch (``last.pt``); its
-        config must equal ``config``. If ``out`` holds no run yet, start one.
+        config must equal ``config``. If ``out`` holds no run yet, start one. Wherever the
+        previous process was killed, the resumed run ends with the same results and
+        checkpoints as an uninterrupted one (bit-identical on CPU, ``seconds`` aside).
     progress : bool, optional
         A progress bar over epochs on stderr; default: only when stderr is a terminal.
     callback : callable, optional
@@ -513,10 +828,11 @@ def train(
     Raises
     ------
     ValueError
-        Bad config, a resume with a different config, ``out`` already holding a run; on
-        several processes also a ``batch_size`` below the number of processes, or CUDA
-        with fewer visible devices than processes per machine. Errors of rank 0's reading
-        and writing are raised on every rank.
+        Bad config, a resume with a different config, ``out`` already holding a run,
+        ``out`` in use by another run, or a resume from a damaged run directory (the
+        message names the file and the fix); on several processes also a ``batch_size``
+        below the number of processes, or CUDA with fewer visible devices than processes
+        per machine. Errors of rank 0's reading and writing are raised on every rank.
 
     Notes
     -----
@@ -536,8 +852,9 @@ def train(
     - After every projection, rank 0's weights, bank and mosaic are broadcast, so the
       ranks hold identical weights (also with ``project_every="step"``).
     - Rank 0 alone evaluates, measures the complexity and writes the files; the others
-      wait for it, call ``callback`` with its record and return its results. Resume:
-      rank 0 reads ``last.pt`` and broadcasts it, so the ranks need not share a disk.
+      wait for it, call ``callback`` with its record and return its results. Rank 0
+      alone holds the lock. Resume: rank 0 reads ``last.pt`` and broadcasts it, so the
+      ranks need not share a disk.
     - The results are not bit-identical to a one-process run (sums over the batch are
       split and added in another order), but two runs with the same number of ranks are.
 
@@ -559,19 +876,33 @@ def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool |
            callback: Callable[[dict[str, Any]], None] | None,
            ranks: Ranks | None) -> dict[str, Any]:
     """The body of :func:`train`; ``ranks`` is None in one process."""
-    lead = ranks is None or ranks.lead
     if ranks is not None and cfg.batch_size < ranks.world:
         raise ValueError(f"batch_size {cfg.batch_size} is smaller than the {ranks.world} "
                          "processes: every rank needs part of every batch")
 
+    held: list[int] = []  # rank 0's descriptor of the lock, once taken
+
     def prepare_out() -> None:
         if outdir is not None:
             outdir.mkdir(parents=True, exist_ok=True)
-            if (outdir / "results.json").exists() and not resume:
+            held.append(_lock(outdir))
+            if not resume and _holds_run(outdir):
                 raise ValueError(f"{outdir} already holds a run; pass resume=True (--resume) "
                                  "to continue it, or choose another output directory")
 
-    from_lead(ranks, prepare_out)
+    try:
+        from_lead(ranks, prepare_out)
+        return _run_locked(cfg, outdir, resume, progress, callback, ranks)
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def _run_locked(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool | None,
+                callback: Callable[[dict[str, Any]], None] | None,
+                ranks: Ranks | None) -> dict[str, Any]:
+    """The run itself, once rank 0 holds the output directory."""
+    lead = ranks is None or ranks.lead
     device = resolve_device(cfg.device) if ranks is None else ranks.device
     splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed)
     run = _Run(cfg, splits, device, ranks)
@@ -587,18 +918,8 @@ def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool |
 
     def resume_or_start() -> tuple[dict[str, Any], list[dict]] | None:
         """(the state of ``last.pt``, its epochs), or None after writing the init."""
-        if resume and last is not None and last.exists():
-            # Several processes: read on the CPU, to be broadcast and then moved to each
-            # rank's own device.
-            snap = torch.load(last, map_location=device if ranks is None else "cpu",
-                              weights_only=True)
-            stored = load_results(outdir)
-            if stored["config"] != results["config"]:
-                diff = sorted(k for k in results["config"]
-                              if stored["config"].get(k) != results["config"][k])
-                raise ValueError(f"cannot resume {outdir}: its config differs in "
-                                 f"{', '.join(diff)}")
-            return snap, stored["epochs"][: int(snap["epoch"]) + 1]
+        if resume and outdir is not None and _holds_run(outdir):
+            return _resume_state(outdir, results["config"], cfg)
         if outdir is not None:
             _save_tensors(outdir / "init.safetensors", run.init_state)
         return None
@@ -606,7 +927,10 @@ def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool |
     resumed = from_lead(ranks, resume_or_start)
     if resumed is not None:
         snap, results["epochs"] = resumed
-        run.restore(snap)
+        try:
+            run.restore(snap)
+        except _Damaged as err:  # every rank holds the same state, so every rank raises
+            raise _cannot_resume(outdir, "last.pt", err) from err
         best = {"epoch": int(snap["best_epoch"]), "val_acc": float(snap["best_val_acc"])}
 
     def finish_epoch(record: dict[str, Any]) -> dict[str, Any]:
@@ -619,8 +943,11 @@ def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool |
                 if run.momos is not None and run.momos.motifs is not None:
                     write_atomic(outdir / "best.momos", encode(*run.codec_source()))
         if outdir is not None:
+            # last.pt, holding the records, commits the epoch; results.json shows it.
             snap = run.snapshot()
-            snap.update(epoch=epoch, best_epoch=best["epoch"], best_val_acc=best["val_acc"])
+            snap.update(format=_STATE_FORMAT, epoch=epoch, best_epoch=best["epoch"],
+                        best_val_acc=best["val_acc"],
+                        results=json.dumps(results, allow_nan=True))
             buf = io.BytesIO()
             torch.save(snap, buf)
             write_atomic(last, buf.getvalue())
