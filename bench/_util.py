@@ -1,6 +1,6 @@
 """Shared helpers for the benchmarks in ``bench/``: timing, memory, machine, tables.
 
-Benchmarks are scripts, never timed tests (see DESIGN.md). Each prints the reference and
+Benchmarks are scripts, never timed tests (see docs/targets.md). Each prints the reference and
 ours side by side, measured in the same run, with a header naming the machine.
 """
 

@@ -9,7 +9,7 @@ Usage (from the repository root)::
 
 Prints a Markdown report: machine, per-case times, both BDM values and their absolute
 difference, the 9-symbol CTM table load (time and peak memory, each in a fresh process),
-and the targets of DESIGN.md next to what was measured.
+and the targets of docs/targets.md next to what was measured.
 
 Only the public API of kcomplex is used (``kcomplex.BDM``, ``kcomplex.ctm.load_table``,
 ``kcomplex.ctm.cache_dir``), so the script keeps working while the internals change.
@@ -36,18 +36,38 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 try:  # run as a script (python bench/bdm.py) or as a module (python -m bench.bdm)
     from _util import (
-        RSS_PRELUDE, command_line, source_revision, fmt_mb, fmt_s, machine_info, machine_line,
-        markdown_table, now_utc, run_python, time_adaptive, time_call,
+        RSS_PRELUDE,
+        command_line,
+        fmt_mb,
+        fmt_s,
+        machine_info,
+        machine_line,
+        markdown_table,
+        now_utc,
+        run_python,
+        source_revision,
+        time_adaptive,
+        time_call,
     )
 except ImportError:  # pragma: no cover
     from bench._util import (  # type: ignore[no-redef]
-        RSS_PRELUDE, command_line, source_revision, fmt_mb, fmt_s, machine_info, machine_line,
-        markdown_table, now_utc, run_python, time_adaptive, time_call,
+        RSS_PRELUDE,
+        command_line,
+        fmt_mb,
+        fmt_s,
+        machine_info,
+        machine_line,
+        markdown_table,
+        now_utc,
+        run_python,
+        source_revision,
+        time_adaptive,
+        time_call,
     )
 
 SEED = 20240611
 
-#: The MLP of the paper (DESIGN.md performance table) has this many parameters.
+#: The MLP of the paper (docs/targets.md performance table) has this many parameters.
 MLP_PARAMS = 986_634
 
 
@@ -103,7 +123,7 @@ QUICK_CASES = [name for name, c in CASES.items() if c.quick]
 #: Cases whose pybdm run is skipped by default to keep the full run within ~5 minutes.
 DEFAULT_NO_PYBDM: tuple[str, ...] = ()
 
-#: DESIGN.md performance targets: case -> (work, reference today, target seconds,
+#: docs/targets.md performance targets: case -> (work, reference today, target seconds,
 #: value must be identical to pybdm's).
 TARGETS = {
     "bin1d-1e7": ("BDM 1-D binary, 10^7 symbols", "pybdm 3.0 s", 0.03, True),
@@ -241,8 +261,8 @@ def bdm_table(results: list[dict]) -> str:
             _value(r["pybdm_value"]), _value(r["kcomplex_value"]), _value(r["abs_diff"]),
         ])
     return markdown_table(
-        ["case", "input", "pybdm [s]", "kcomplex [s]", "kcomplex min [s]", "speed-up", "pybdm BDM [bits]",
-         "kcomplex BDM [bits]", "abs diff"],
+        ["case", "input", "pybdm [s]", "kcomplex [s]", "kcomplex min [s]", "speed-up",
+         "pybdm BDM [bits]", "kcomplex BDM [bits]", "abs diff"],
         rows,
     )
 
@@ -300,7 +320,7 @@ def targets_md(results: list[dict], load: dict | None) -> str:
                      f"{fmt_s(w['time_s'])} s, {fmt_mb(w['peak_delta'])} (warm cache)",
                      pyb, "yes" if ok else "**no**"])
     return markdown_table(
-        ["work", "reference (DESIGN.md)", "target", "kcomplex measured",
+        ["work", "reference (targets.md)", "target", "kcomplex measured",
          "pybdm this run", "met"], rows)
 
 
@@ -424,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     if load is not None:
         parts += ["## CTM table load, 9 symbols (CTM-B9-D12)", "", load_table_md(load), ""]
     if set(selected) & (set(TARGETS) | {LOAD_CASE}):
-        parts += ["## Targets (DESIGN.md)", "", targets_md(results, load), ""]
+        parts += ["## Targets (targets.md)", "", targets_md(results, load), ""]
     parts += ["## Notes", "", notes(args.repeat, no_pybdm), "",
               f"Total wall time: {wall:.0f} s; load average at the end: {load_average()}."]
     print("\n".join(parts), flush=True)

@@ -11,7 +11,7 @@ Usage (from the repository root)::
 The model is the paper's MLP 3072-256-256-256-256-10 (986,634 parameters, ``nn.Linear``
 default init after ``torch.manual_seed(0)``). Its trainable parameters are pooled with
 ``momos.blocks`` and the motif bank is sampled as the reference projection does
-(MOMOS.md): motif 0 is the zero block, the others are the pool blocks at the first
+(docs/method.md): motif 0 is the zero block, the others are the pool blocks at the first
 ``k - 1`` positions of ``torch.randperm(m, generator=torch.Generator().manual_seed(0))``,
 ``k = max(1, min(m, floor(c * m)))``.
 
@@ -45,21 +45,33 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 try:  # run as a script (python bench/projection.py) or as a module (python -m bench.projection)
     from _util import (
-        command_line, fmt_s, machine_info, machine_line, markdown_table, now_utc,
-        source_revision, time_call,
+        command_line,
+        fmt_s,
+        machine_info,
+        machine_line,
+        markdown_table,
+        now_utc,
+        source_revision,
+        time_call,
     )
 except ImportError:  # pragma: no cover
     from bench._util import (  # type: ignore[no-redef]
-        command_line, fmt_s, machine_info, machine_line, markdown_table, now_utc,
-        source_revision, time_call,
+        command_line,
+        fmt_s,
+        machine_info,
+        machine_line,
+        markdown_table,
+        now_utc,
+        source_revision,
+        time_call,
     )
 
-from momos.assign import nearest_motif
-from momos.blocks import layout_of, pool_parameters, to_blocks
+from momos.assign import nearest_motif  # noqa: E402
+from momos.blocks import layout_of, pool_parameters, to_blocks  # noqa: E402
 
-#: (s, c, target seconds) from DESIGN.md
+#: (s, c, target seconds) from docs/targets.md
 CASES = [(2, 0.05, 0.5), (4, 0.01, 0.3)]
-#: Reference times in DESIGN.md ("brute-force chunked GEMM on CPU").
+#: Reference times in docs/targets.md ("brute-force chunked GEMM on CPU").
 DESIGN_REFERENCE_S = {(2, 0.05): 92.0, (4, 0.01): 11.0}
 
 
@@ -179,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
           f"ours = `nearest_motif(method=\"auto\")`, median of {args.repeat} after a "
           "warm-up; speed-up and identity against the float64 GEMM of this run.\n")
     print(markdown_table(
-        ["case", "blocks m", "motifs k", "DESIGN.md reference", "float64 GEMM (this run)",
+        ["case", "blocks m", "motifs k", "targets.md reference", "float64 GEMM (this run)",
          "float32 GEMM (extrapolated)", "ours median", "ours min", "speed-up",
          "identical assignment", "target", "met"], rows))
     print()

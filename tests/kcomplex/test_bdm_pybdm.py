@@ -1,6 +1,6 @@
 """kcomplex.BDM against pybdm 0.1.0, the reference implementation.
 
-The oracle values of ``shared/BDM.md`` pin a few numbers; hypothesis then compares
+The oracle values of ``docs/bdm.md`` pin a few numbers; hypothesis then compares
 random (mostly structured) inputs over every table, several block sizes and all three
 partitions. Known, intended differences from pybdm are not compared here (see
 ``test_bdm.py``): normalized values under the recursive partition, and input too short
@@ -28,7 +28,7 @@ PARTITIONS = ("ignore", "recursive", "correlated")
 SIZES_1D = (1, 2, 3, 5, 8, 11, 12)
 TOL = 1e-9
 
-# -- oracle values (shared/BDM.md) ----------------------------------------------------
+# -- oracle values (docs/bdm.md) ------------------------------------------------------
 
 NBDM_2D = np.array([[0, 0, 1, 0], [1, 0, 0, 1], [0, 0, 1, 1], [1, 0, 1, 0]])
 ORACLE = [

@@ -25,7 +25,7 @@ with warnings.catch_warnings():
     import pybdm
     from pybdm import PartitionRecursive
 
-ZEROS24 = 26.610413747641715  # BDM of 24 zeros, binary blocks of 12 (shared/BDM.md)
+ZEROS24 = 26.610413747641715  # BDM of 24 zeros, binary blocks of 12 (docs/bdm.md)
 
 
 # -- 3: hand-built BlockCounts ------------------------------------------------------------

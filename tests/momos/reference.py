@@ -1,4 +1,4 @@
-"""Slow, obvious twin of one MoMos projection step, exactly as ``MOMOS.md`` states it: the
+"""Slow, obvious twin of one MoMos projection step, exactly as ``docs/method.md`` states it: the
 oracle the ``momos`` tests compare against.
 
 Independent of ``momos``: its own choice of tensors, per-tensor zero padding, pool, motif

@@ -1,4 +1,4 @@
-"""The paper's bound and RAC: its worked values (MOMOS.md) and the formula itself."""
+"""The paper's bound and RAC: its worked values (docs/method.md) and the formula itself."""
 
 from __future__ import annotations
 
