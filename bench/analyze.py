@@ -3,7 +3,7 @@
 Writes a safetensors checkpoint of ``--params`` float32 weights (default 10^8, Gaussian,
 in tensors of 4M weights like the layers of a mid-sized model), then analyzes it with the
 default estimators in a fresh process and reports the wall time and the peak memory over
-the interpreter's baseline, against the targets of DESIGN.md (<= 15 s, <= 2x the
+the interpreter's baseline, against the targets of docs/targets.md (<= 15 s, <= 2x the
 weights). The compressors' throughput is measured on 10^7 weights, one codec at a time;
 the reference for each is the standard library (or zstandard) called directly on the
 same bytes, which is what kcomplex must not be slower than.

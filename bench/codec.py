@@ -28,17 +28,29 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 try:  # run as a script (python bench/codec.py) or as a module (python -m bench.codec)
     from _util import (
-        command_line, fmt_s, machine_info, machine_line, markdown_table, now_utc,
-        source_revision, time_call,
+        command_line,
+        fmt_s,
+        machine_info,
+        machine_line,
+        markdown_table,
+        now_utc,
+        source_revision,
+        time_call,
     )
 except ImportError:  # pragma: no cover
     from bench._util import (  # type: ignore[no-redef]
-        command_line, fmt_s, machine_info, machine_line, markdown_table, now_utc,
-        source_revision, time_call,
+        command_line,
+        fmt_s,
+        machine_info,
+        machine_line,
+        markdown_table,
+        now_utc,
+        source_revision,
+        time_call,
     )
 
-from momos.codec import decode, description_length, encode
-from momos.projection import MoMos
+from momos.codec import decode, description_length, encode  # noqa: E402
+from momos.projection import MoMos  # noqa: E402
 
 TARGET_S = 0.3
 

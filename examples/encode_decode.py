@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import momos
+from kcomplex.files import write_atomic
 
 
 def build(width: int) -> nn.Module:
@@ -49,7 +50,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:  # the default place of the file
         out = Path(args.out) if args.out else Path(tmp) / "model.momos"
-        momos.write_atomic(out, momos.encode(model, mm))
+        write_atomic(out, momos.encode(model, mm))
         data = out.read_bytes()
     decoded = momos.decode(data)
 

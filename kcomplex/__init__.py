@@ -15,6 +15,8 @@ from .mdl import coded_bits, entropy_bits, kt_bits, quantized_bits, two_part_bit
 from .perturbation import perturbation
 from .symbols import binarize, symbolize
 
+# The one place the version is written: pyproject.toml reads this literal (without importing
+# kcomplex), so it must stay a plain string.
 __version__ = "0.1.0"
 
 __all__ = [

@@ -92,7 +92,7 @@ def table_counts(slots, n):
 
 @njit(cache=True)
 def block_keys_1d(x, start, stop, size, step, bits):
-    """Keys of the windows ``x[s:s+size]`` for ``s = start, start+step, ...``, ``s+size <= stop``."""
+    """Keys of the windows ``x[s:s+size]``, ``s = start, start+step, ...``, ``s+size <= stop``."""
     n = max(0, (stop - start - size) // step + 1)
     keys = np.empty(n, dtype=np.int64)
     s = start
@@ -374,8 +374,8 @@ def ctm_of_keys(keys, length, bits, f, values, missing):
 @njit(cache=True)
 def split_rank_tables(length, bits, n_symbols, f, split):
     """Tables that rank a raw block key of ``length`` symbols in two reads: the rank of
-    its canonical key is ``pre_rank[h] + suf_rank[pre_off[h] + l]`` for the key's first
-    ``split`` symbols ``h`` and the others ``l``.
+    its canonical key is ``pre_rank[h] + suf_rank[pre_off[h] + s]`` for the key's first
+    ``split`` symbols ``h`` and the others ``s``.
 
     ``pre_*`` rank the first symbols and name the labels they leave in use (a state:
     which symbols got which labels); ``suf_rank`` ranks the other symbols from each
@@ -405,15 +405,15 @@ def split_rank_tables(length, bits, n_symbols, f, split):
             pre_off[h] = 0
     suf_rank = np.zeros(states.size * n_suf, dtype=np.int64)
     for state in range(states.size):
-        for l in range(n_suf):
+        for suffix in range(n_suf):
             code = states[state]
             m0 = 0
             for q in range(n_symbols - 1, -1, -1):
                 label[q] = code % base - 1
                 m0 += label[q] >= 0
                 code //= base
-            r = _rank_digits(l, suf_len, split, bits, mask, n_symbols, f, label, m0)[1]
-            suf_rank[state * n_suf + l] = r
+            r = _rank_digits(suffix, suf_len, split, bits, mask, n_symbols, f, label, m0)[1]
+            suf_rank[state * n_suf + suffix] = r
     return pre_rank, pre_off, suf_rank
 
 

@@ -12,15 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .files import write_atomic
 from .estimators import Estimator, resolve_estimators
+from .files import write_atomic
 from .io import load_weights
 from .symbols import describe_nonfinite, describe_overflow
 
@@ -453,9 +452,9 @@ def compare(
     TypeError
         `estimators` is not a string or a list of strings.
     ValueError
-        Unknown, repeated or no estimators. If the two share no tensor name, or no tensor of the same name and shape; with
-        `strict`, if they differ at all; for the weights themselves, as :func:`analyze`
-        with ``nonfinite="raise"``.
+        Unknown, repeated or no estimators. If the two share no tensor name, or no tensor
+        of the same name and shape; with `strict`, if they differ at all; for the weights
+        themselves, as :func:`analyze` with ``nonfinite="raise"``.
 
     Examples
     --------

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import importlib.metadata
+import io
 import math
 import os
 import pickle
@@ -268,8 +268,9 @@ def _read_member(zf: zipfile.ZipFile, name: str, dtype: np.dtype,
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def _read_cache(path: Path, fingerprint: str,
-                layout: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, np.ndarray] | None:
+def _read_cache(
+    path: Path, fingerprint: str, layout: dict[str, tuple[np.dtype, tuple[int, ...]]]
+) -> dict[str, np.ndarray] | None:
     """Arrays of a valid cache file, or None when it is absent, not a regular file, stale
     (another fingerprint) or corrupt (other members, dtypes or shapes than ``layout``, or
     content that does not match its checksum)."""

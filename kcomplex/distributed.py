@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import ALL, _NONFINITE, Report, _progress, _report, _run
+from .analysis import _NONFINITE, ALL, Report, _progress, _report, _run
 from .bdm import BlockCounts
 from .estimators import (
     _BUCKET_BITS,

@@ -490,7 +490,8 @@ def _npy_header(fp: Any, size: int, where: str) -> tuple[tuple[int, ...], bool, 
         try:
             check_int(dim, "every dimension", minimum=0)
         except (TypeError, ValueError) as exc:
-            raise WeightsFormatError(f"{where}: corrupt .npy header, shape {shape}: {exc}") from None
+            raise WeightsFormatError(
+                f"{where}: corrupt .npy header, shape {shape}: {exc}") from None
     if not dtype.hasobject:  # object arrays are pickles, refused when read
         declared = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
         present = size - fp.tell()

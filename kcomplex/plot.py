@@ -20,7 +20,19 @@ if TYPE_CHECKING:
 __all__ = ["plot_report", "plot_comparison"]
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot``, imported on first use, on the Agg backend when there is no display.
+
+    Returns
+    -------
+    module
+        ``matplotlib.pyplot``.
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed; the message names the extra to install.
+    """
     try:
         import matplotlib
 
@@ -34,7 +46,21 @@ def _pyplot():
     return plt
 
 
-def _finish(fig, path: str | os.PathLike | None):
+def save_figure(fig: Any, path: str | os.PathLike | None) -> Any:
+    """Save ``fig`` to ``path`` atomically (format from the suffix, PNG without one).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure to save.
+    path : path or None
+        Where to write it; ``None`` saves nothing.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig``, so that plotting functions can end with ``return save_figure(fig, path)``.
+    """
     if path is not None:
         buf = io.BytesIO()
         fig.savefig(buf, dpi=120, bbox_inches="tight", format=Path(path).suffix[1:] or "png")
@@ -71,7 +97,7 @@ def plot_report(report: Report, path: str | os.PathLike | None = None, ax: Any =
     -------
     matplotlib.figure.Figure
     """
-    plt = _pyplot()
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(report.table) + 3), 4))
     else:
@@ -80,7 +106,7 @@ def plot_report(report: Report, path: str | os.PathLike | None = None, ax: Any =
     series = {e: table[f"{e}_bpp"].to_numpy(float) for e in report.estimators}
     _bars(ax, list(table["tensor"]), series, "bits per parameter")
     ax.set_title("Complexity per tensor")
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_comparison(cmp: Comparison, path: str | os.PathLike | None = None, ax: Any = None):
@@ -99,7 +125,7 @@ def plot_comparison(cmp: Comparison, path: str | os.PathLike | None = None, ax: 
     -------
     matplotlib.figure.Figure
     """
-    plt = _pyplot()
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     else:
@@ -130,4 +156,4 @@ def plot_comparison(cmp: Comparison, path: str | os.PathLike | None = None, ax: 
     ax[1].set_ylabel("ratio b / a")
     ax[1].legend(fontsize=8)
     fig.suptitle("Init vs trained")
-    return _finish(fig, path)
+    return save_figure(fig, path)

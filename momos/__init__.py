@@ -7,47 +7,50 @@ mosaic frozen, measures their exact description length with a real codec, and tr
 them with the paper's measurements at every epoch (:func:`train`, :func:`reproduce`).
 """
 
+# Every module of momos needs torch, which only the [momos] extra installs: say so in one
+# line instead of a traceback from deep inside the first module that imports it.
+try:
+    import torch  # noqa: F401
+except ModuleNotFoundError as err:
+    if err.name != "torch":
+        raise
+    raise ModuleNotFoundError(
+        "momos needs PyTorch: pip install 'kcomplex[momos]' (on a machine without a GPU, "
+        "install the CPU build of torch first: see the README)", name="torch"
+    ) from None
+
 from .assign import nearest_motif
 from .blocks import BlockLayout, Span, layout_of, pool_parameters, to_blocks, write_blocks
 from .bounds import bound_bits, motif_count, rac
-from .codec import (
-    CodecError,
-    DescriptionLength,
-    decode,
-    description_length,
-    encode,
-    stream_info,
-    write_atomic,
-)
-from .measure import complexity
+from .codec import CodecError, DescriptionLength, decode, description_length, encode, stream_info
 from .data import DATASETS, Splits, load_dataset
+from .experiment import reproduce, summarize, sweep
 from .finetune import MotifBank, bake, freeze_mosaic, is_frozen
+from .measure import complexity
 from .models import MODELS, build_model
 from .projection import MOTIF_INITS, MoMos, ProjectionStats, project
 from .qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
 from .train import METHODS, TrainConfig, load_results, train
-from .experiment import reproduce, summarize, sweep
 
 __all__ = [
     "BlockLayout",
-    "DATASETS",
-    "METHODS",
-    "MODELS",
-    "Splits",
-    "build_model",
-    "load_dataset",
     "CodecError",
+    "DATASETS",
     "DescriptionLength",
     "FakeQuantize",
+    "METHODS",
+    "MODELS",
     "MOTIF_INITS",
     "MoMos",
     "MotifBank",
     "ProjectionStats",
     "Span",
+    "Splits",
     "TrainConfig",
     "attach_qat",
     "bake",
     "bound_bits",
+    "build_model",
     "complexity",
     "decode",
     "description_length",
@@ -57,6 +60,7 @@ __all__ = [
     "is_frozen",
     "is_qat",
     "layout_of",
+    "load_dataset",
     "load_results",
     "motif_count",
     "nearest_motif",
@@ -71,6 +75,5 @@ __all__ = [
     "sweep",
     "to_blocks",
     "train",
-    "write_atomic",
     "write_blocks",
 ]

@@ -25,7 +25,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch.cuda.is_available() is False; use 'cpu' or 'auto'")
+        raise ValueError("device='cuda' but torch.cuda.is_available() is False; "
+                         "use 'cpu' or 'auto'")
     return torch.device(name)
 
 

@@ -13,7 +13,7 @@ the search's rounding error ("near ties"), so rounding can never pick another mo
 Identical motifs are merged first (keeping the lowest index), so duplicates in the bank
 cost nothing.
 
-Methods (``METHODS``):
+Methods (``SEARCH_METHODS``):
 
 - ``"kdtree_numba"``: a bucket KD-tree on the distinct motifs in numba, float64, all
   cores; blocks are searched grouped by the leaf they fall in. The fastest on CPU for
@@ -41,7 +41,7 @@ import torch
 
 from . import _kernels as _k
 
-__all__ = ["nearest_motif", "METHODS", "KDTREE_MAX_S"]
+__all__ = ["KDTREE_MAX_S", "SEARCH_METHODS", "nearest_motif"]
 
 #: ``"auto"`` uses the KD-tree on CPU up to this block size and ``"matmul"`` above. On the
 #: paper's MLP (2 cores) the numba tree is 2-4x faster than the GEMM at s=8 and the GEMM
@@ -82,7 +82,7 @@ def nearest_motif(
     motifs : torch.Tensor
         ``(k, s)`` floating point with ``k >= 1``, on the blocks' device.
     method : str
-        ``"auto"`` or a key of ``METHODS``: ``"kdtree_numba"``, ``"kdtree"``,
+        ``"auto"`` or a key of ``SEARCH_METHODS``: ``"kdtree_numba"``, ``"kdtree"``,
         ``"matmul"``, ``"brute"``. All give the same (exact) answer.
     memory_budget : int
         Bytes for the largest temporary (a ``chunk x k`` distance matrix; the
@@ -115,7 +115,7 @@ def nearest_motif(
     if blocks.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=blocks.device)
     with torch.no_grad():
-        return METHODS[name](blocks.detach(), motifs.detach(), memory_budget)
+        return SEARCH_METHODS[name](blocks.detach(), motifs.detach(), memory_budget)
 
 
 # -- checks ---------------------------------------------------------------------------
@@ -150,8 +150,8 @@ def _resolve(method: str, blocks: torch.Tensor) -> str:
     if method == "auto":
         small = blocks.shape[1] <= KDTREE_MAX_S
         return "kdtree_numba" if blocks.device.type == "cpu" and small else "matmul"
-    if not isinstance(method, str) or method not in METHODS:
-        valid = ", ".join(repr(k) for k in ["auto", *METHODS])
+    if not isinstance(method, str) or method not in SEARCH_METHODS:
+        valid = ", ".join(repr(k) for k in ["auto", *SEARCH_METHODS])
         raise ValueError(f"unknown method {method!r}; valid: {valid}")
     return method
 
@@ -387,7 +387,7 @@ def _matmul(blocks: torch.Tensor, motifs: torch.Tensor, memory_budget: int) -> t
 
 
 #: The search methods by name; ``"auto"`` picks one of them.
-METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
+SEARCH_METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
     "kdtree": _kdtree,
     "kdtree_numba": _kdtree_numba,
     "matmul": _matmul,

@@ -53,7 +53,9 @@ class BlockLayout:
         return mask.view(self.m, self.s)
 
 
-def pool_parameters(source: nn.Module | Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+def pool_parameters(
+    source: nn.Module | Mapping[str, torch.Tensor],
+) -> list[tuple[str, torch.Tensor]]:
     """The tensors that MoMos pools: trainable, non-empty parameters of a module in
     ``parameters()`` order, or the non-empty floating tensors of a state dict in order."""
     if isinstance(source, nn.Module):
@@ -97,7 +99,8 @@ def write_blocks(
 ) -> None:
     """Write a pool back into the tensors in place, padding trimmed."""
     if tuple(blocks.shape) != (layout.m, layout.s):
-        raise ValueError(f"pool of shape {tuple(blocks.shape)}; layout needs {(layout.m, layout.s)}")
+        raise ValueError(
+            f"pool of shape {tuple(blocks.shape)}; layout needs {(layout.m, layout.s)}")
     flat = blocks.reshape(-1)
     for (_, t), sp in zip(tensors, layout.spans):
         t.copy_(flat[sp.start * layout.s : sp.start * layout.s + sp.numel].view(t.shape))

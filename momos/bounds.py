@@ -14,28 +14,82 @@ from numbers import Integral, Real
 __all__ = ["motif_count", "bound_bits", "rac"]
 
 
-def _check_int(name: str, value, minimum: int) -> int:
+# The two checks are shared with momos.projection: public names, but not in __all__ (they
+# are momos's internals, not its API).
+
+def check_int_at_least(name: str, value: object, minimum: int) -> int:
+    """``value`` as a Python ``int`` if it is an integer ``>= minimum``.
+
+    Unlike :func:`kcomplex.validation.check_int`, every refusal is a ``ValueError``, which
+    is what the bounds and :class:`momos.MoMos` have always raised for their arguments.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The argument.
+    minimum : int
+        Inclusive lower bound.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not an integer (``bool`` is not) or is below ``minimum``.
+
+    Examples
+    --------
+    >>> check_int_at_least("s", 4, 1)
+    4
+    """
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-def _check_capacity(capacity) -> float:
+def _check_capacity(capacity: object) -> float:
     """``capacity`` as a float in (0, 1], or a ValueError naming the problem."""
     if isinstance(capacity, bool) or not isinstance(capacity, Real) or not 0 < capacity <= 1:
         raise ValueError(f"capacity must be a number in (0, 1] (k/m), got {capacity!r}")
     return float(capacity)
 
 
-def _check_k_or_capacity(k, capacity) -> tuple[int | None, float | None]:
-    """Validate that exactly one of ``k`` / ``capacity`` is given, and each in range."""
+def check_k_or_capacity(k: object, capacity: object) -> tuple[int | None, float | None]:
+    """Validate that exactly one of ``k`` / ``capacity`` is given, and each in range.
+
+    Parameters
+    ----------
+    k : int or None
+        Number of motifs, ``>= 1``.
+    capacity : float or None
+        ``k/m`` in (0, 1].
+
+    Returns
+    -------
+    tuple of (int or None, float or None)
+        ``(k, None)`` or ``(None, capacity)``, normalized to ``int`` / ``float``.
+
+    Raises
+    ------
+    ValueError
+        If both or neither are given, or the one given is out of range.
+
+    Examples
+    --------
+    >>> check_k_or_capacity(None, 0.05)
+    (None, 0.05)
+    """
     if (k is None) == (capacity is None):
         raise ValueError(
             "give exactly one of k (number of motifs) or capacity (k/m in (0, 1]), "
             f"got k={k!r}, capacity={capacity!r}"
         )
     if k is not None:
-        return _check_int("k", k, 1), None
+        return check_int_at_least("k", k, 1), None
     return None, _check_capacity(capacity)
 
 
@@ -70,8 +124,8 @@ def motif_count(m: int, k: int | None = None, capacity: float | None = None) -> 
     >>> motif_count(10, k=50)
     10
     """
-    m = _check_int("m", m, 1)
-    k, capacity = _check_k_or_capacity(k, capacity)
+    m = check_int_at_least("m", m, 1)
+    k, capacity = check_k_or_capacity(k, capacity)
     if capacity is not None:
         k = math.floor(capacity * m)
     return max(1, min(k, m))
@@ -110,9 +164,9 @@ def bound_bits(n: int, s: int, k: int | None = None, capacity: float | None = No
     >>> bound_bits(986_634, 2, capacity=0.05)   # MLP of the paper: 24665*2*32 + 493317*15
     8978315
     """
-    n = _check_int("n", n, 1)
-    s = _check_int("s", s, 1)
-    q = _check_int("q", q, 1)
+    n = check_int_at_least("n", n, 1)
+    s = check_int_at_least("s", s, 1)
+    q = check_int_at_least("q", q, 1)
     m = -(-n // s)
     k = motif_count(m, k, capacity)
     return k * s * q + m * (k - 1).bit_length()  # (k-1).bit_length() == ceil(log2 k)
@@ -136,4 +190,5 @@ def rac(n: int, s: int, k: int | None = None, capacity: float | None = None,
     >>> round(rac(269_722, 2, capacity=0.05), 2)   # ResNet-20
     3.95
     """
-    return _check_int("n", n, 1) * _check_int("q", q, 1) / bound_bits(n, s, k, capacity, q)
+    n, q = check_int_at_least("n", n, 1), check_int_at_least("q", q, 1)
+    return n * q / bound_bits(n, s, k, capacity, q)

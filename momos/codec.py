@@ -37,16 +37,22 @@ import torch
 import zstandard
 from torch import nn
 
-from kcomplex.files import write_atomic
-from kcomplex.mdl import (BitReader, BitWriter, coded_bits, dequantize_uniform,
-                          elias_delta_length, quantize_uniform, two_part_bits)
+from kcomplex.mdl import (
+    BitReader,
+    BitWriter,
+    coded_bits,
+    dequantize_uniform,
+    elias_delta_length,
+    quantize_uniform,
+    two_part_bits,
+)
 from kcomplex.validation import check_int
 
 from .blocks import BlockLayout
 from .bounds import bound_bits
 
 __all__ = ["CodecError", "DescriptionLength", "MAGIC", "VERSION", "decode",
-           "description_length", "encode", "stream_info", "write_atomic"]
+           "description_length", "encode", "stream_info"]
 
 MAGIC = b"MOMOS"
 VERSION = 1

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .blocks import BlockLayout, Span, pool_parameters
-from .qat import _param_order, _restore_param_order
+from .qat import param_order, restore_param_order
 
 __all__ = ["MotifBank", "freeze_mosaic", "bake", "is_frozen"]
 
@@ -248,7 +248,7 @@ def freeze_mosaic(model: nn.Module, motifs: torch.Tensor, mosaic: torch.Tensor,
         for tname, p in mod._parameters.items():
             if p is not None and id(p) in spans:
                 targets.append((mod, tname, spans[id(p)]))
-    orders = {id(mod): _param_order(mod) for mod, _, _ in targets}
+    orders = {id(mod): param_order(mod) for mod, _, _ in targets}
     for mod, tname, sp in targets:
         original = mod._parameters[tname]
         parametrize.register_parametrization(mod, tname, MosaicSlice(bank, sp, orders[id(mod)]))
@@ -298,5 +298,5 @@ def bake(model: nn.Module) -> nn.Module:
         p.requires_grad_(True)
         orders[id(mod)] = (mod, sl._order)
     for mod, order in orders.values():
-        _restore_param_order(mod, order)
+        restore_param_order(mod, order)
     return model

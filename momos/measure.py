@@ -3,9 +3,10 @@ projected model the exact MoMos description length beside the paper's bound."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
+import torch
 from torch import nn
 
 from kcomplex import analyze
@@ -17,7 +18,7 @@ __all__ = ["complexity"]
 
 
 def complexity(
-    model: nn.Module,
+    model: nn.Module | Mapping[str, torch.Tensor],
     momos: MoMos | None = None,
     *,
     q: int = 32,
@@ -27,8 +28,10 @@ def complexity(
 
     Parameters
     ----------
-    model : torch.nn.Module
+    model : torch.nn.Module or Mapping[str, torch.Tensor]
         Any model; its trainable parameters in ``parameters()`` order are the vector.
+        Or a state dict: its tensors in order (the weights a model computes with, say,
+        where those are not its parameters, as under fake quantization).
     momos : MoMos, optional
         The projector last applied to ``model``: adds the exact description length
         (``momos_bits``, from a real encoding), the paper's bound and their RACs.

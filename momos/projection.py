@@ -1,7 +1,7 @@
 """MoMos projection: replace every block of s weights by its nearest of k shared motifs.
 
 One :meth:`MoMos.project` call is one projection step with the reference semantics of
-``MOMOS.md``: the global block pool of :mod:`momos.blocks`; ``k_eff = max(1, min(k, m))``;
+``docs/method.md``: the global block pool of :mod:`momos.blocks`; ``k_eff = max(1, min(k, m))``;
 a motif bank of pool blocks at the first positions of one CPU ``torch.randperm(m)`` per
 call (motif 0 the all-zero block under ``force_zero``); each block assigned to its nearest
 motif (squared Euclidean, ties to the lowest index) by :func:`momos.assign.nearest_motif`
@@ -14,13 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral
+from typing import Any
 
 import torch
 from torch import nn
 
+from kcomplex.validation import is_int
+
 from . import assign as _assign
-from .blocks import BlockLayout, layout_of, pool_parameters, to_blocks, write_blocks
-from .bounds import _check_int, _check_k_or_capacity, motif_count
+from .blocks import BlockLayout, Span, layout_of, pool_parameters, to_blocks, write_blocks
+from .bounds import check_int_at_least, check_k_or_capacity, motif_count
 
 __all__ = ["MOTIF_INITS", "MoMos", "ProjectionStats", "project"]
 
@@ -71,9 +74,10 @@ class MoMos:
         Motif 0 is the all-zero block (default, as in the reference); the other motifs
         are sampled.
     seed : int, optional
-        Seeds ``self._generator = torch.Generator().manual_seed(seed)``, created once, so
-        successive :meth:`project` calls draw successive permutations. ``None`` draws from
-        torch's global RNG (reproducible under ``torch.manual_seed``).
+        Seeds the projector's own ``torch.Generator().manual_seed(seed)``, created once, so
+        successive :meth:`project` calls draw successive permutations; its state is part
+        of :meth:`state_dict`. ``None`` draws from torch's global RNG (reproducible under
+        ``torch.manual_seed``).
     assign : str
         Method of :func:`momos.assign.nearest_motif`; every method gives the exact argmin.
     motif_init : {"sample", "kmeans"}
@@ -124,13 +128,13 @@ class MoMos:
         force_zero: bool = True, seed: int | None = None, assign: str = "auto",
         motif_init: str = "sample", kmeans_iters: int = 0,
     ) -> None:
-        self.s = _check_int("block size s", s, 1)
-        self.k, self.capacity = _check_k_or_capacity(k, capacity)
+        self.s = check_int_at_least("block size s", s, 1)
+        self.k, self.capacity = check_k_or_capacity(k, capacity)
         self.force_zero = bool(force_zero)
         if motif_init not in MOTIF_INITS:
             raise ValueError(f"unknown motif_init {motif_init!r}; valid: {', '.join(MOTIF_INITS)}")
         self.motif_init = motif_init
-        self.kmeans_iters = _check_int("kmeans_iters", kmeans_iters, 0)
+        self.kmeans_iters = check_int_at_least("kmeans_iters", kmeans_iters, 0)
         if self.kmeans_iters and motif_init != "kmeans":
             raise ValueError(
                 f"kmeans_iters={kmeans_iters} needs motif_init='kmeans' (got {motif_init!r})"
@@ -152,6 +156,118 @@ class MoMos:
         return (f"MoMos(s={self.s}, {size}, force_zero={self.force_zero}, seed={self.seed}, "
                 f"assign={self.assign!r}, motif_init={self.motif_init!r}, "
                 f"kmeans_iters={self.kmeans_iters})")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The projector's state, to continue it elsewhere with :meth:`load_state_dict`.
+
+        Like ``torch.optim.Optimizer.state_dict``: plain values and tensors only, so that
+        ``torch.save`` / ``torch.load(weights_only=True)`` store it; the tensors are the
+        projector's own (not copies), and :meth:`project` replaces rather than changes them.
+
+        Returns
+        -------
+        dict
+            ``config``: ``s``, ``k``, ``capacity``, ``force_zero``, ``seed``,
+            ``motif_init``, ``kmeans_iters`` (``assign`` is left out: every method gives the
+            same argmin). ``motifs``, ``mosaic``: the bank and mosaic of the last projection.
+            ``layout``: its :class:`~momos.blocks.BlockLayout` as a plain dict
+            (``dataclasses.asdict`` of it: ``s`` and ``spans``, each span a dict of
+            ``name``, ``shape``, ``numel``, ``start``, ``n_blocks``). All three are
+            ``None`` before the first projection. ``generator``: the ``uint8`` state of the
+            seeded generator (``torch.Generator.get_state``), ``None`` with ``seed=None``
+            (torch's global generator, which is not the projector's to save).
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> mm = MoMos(s=2, k=3, seed=0)
+        >>> _ = mm.project(nn.Linear(4, 3))              # an earlier projection
+        >>> again = MoMos(s=2, k=3, seed=0)
+        >>> again.load_state_dict(mm.state_dict())
+        >>> a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+        >>> _ = b.load_state_dict(a.state_dict())
+        >>> _, _ = mm.project(a), again.project(b)       # the next permutation, on both
+        >>> torch.equal(mm.motifs, again.motifs) and torch.equal(a.weight, b.weight)
+        True
+        """
+        layout = None
+        if self.layout is not None:
+            layout = {"s": self.layout.s, "spans": tuple(
+                {"name": sp.name, "shape": tuple(sp.shape), "numel": sp.numel,
+                 "start": sp.start, "n_blocks": sp.n_blocks} for sp in self.layout.spans)}
+        return {
+            "config": self._config(),
+            "motifs": self.motifs,
+            "mosaic": self.mosaic,
+            "layout": layout,
+            "generator": None if self._generator is None else self._generator.get_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next :meth:`project` draws what the
+        saved projector's next one would have drawn.
+
+        Everything is checked before anything changes: a refused state leaves the
+        projector as it was. The tensors are copied, on their own device.
+
+        Parameters
+        ----------
+        state : Mapping
+            A :meth:`state_dict` of a projector configured like this one.
+
+        Raises
+        ------
+        ValueError
+            Naming the field: a key missing or unexpected; a config field that differs
+            from this projector's; a layout that is not a valid block layout for ``s``; a
+            bank that is not a floating ``(k_eff, s)`` tensor for the layout's ``m``; a
+            mosaic that is not ``int64`` ``(m,)`` with indices in ``[0, k_eff)``, or not on
+            the bank's device; bank, mosaic and layout not all given or all ``None``; a
+            generator state that is not a valid ``uint8`` CPU generator state (or not
+            ``None`` exactly when ``seed`` is ``None``).
+        """
+        if not isinstance(state, Mapping):
+            raise ValueError(f"a MoMos state must be a mapping (a state_dict()), got "
+                             f"{type(state).__name__}")
+        keys = {"config", "motifs", "mosaic", "layout", "generator"}
+        if set(state) != keys:
+            missing, extra = sorted(keys - set(state)), sorted(map(str, set(state) - keys))
+            raise ValueError(f"not a MoMos state_dict(): missing keys {missing}, unexpected "
+                             f"keys {extra}")
+        self._check_config(state["config"])
+        generator = _checked_generator_state(state["generator"], self.seed)
+        motifs, mosaic, layout = state["motifs"], state["mosaic"], state["layout"]
+        if motifs is None and mosaic is None and layout is None:
+            self.motifs = self.mosaic = self.layout = None
+        elif motifs is None or mosaic is None or layout is None:
+            raise ValueError("a MoMos state needs motifs, mosaic and layout together (a "
+                             "projection) or none of them (never projected)")
+        else:
+            layout = _layout_from_plain(layout, self.s)
+            k_eff = motif_count(layout.m, self.k, self.capacity)
+            _check_bank(motifs, mosaic, k_eff, layout.m, self.s)
+            self.motifs, self.mosaic, self.layout = motifs.clone(), mosaic.clone(), layout
+        if generator is not None:
+            self._generator.set_state(generator)
+
+    def _config(self) -> dict[str, Any]:
+        """The settings that a state belongs to (``assign`` does not change results)."""
+        return {"s": self.s, "k": self.k, "capacity": self.capacity,
+                "force_zero": self.force_zero, "seed": self.seed,
+                "motif_init": self.motif_init, "kmeans_iters": self.kmeans_iters}
+
+    def _check_config(self, config: Any) -> None:
+        mine = self._config()
+        if not isinstance(config, Mapping) or set(config) != set(mine):
+            raise ValueError(f"a MoMos state's config must be a mapping of {sorted(mine)}, "
+                             f"got {config!r}")
+        for name, value in mine.items():
+            theirs = config[name]
+            # bool vs int (force_zero=1) and int vs float (capacity=1) are different configs
+            if type(theirs) is not type(value) or theirs != value:
+                raise ValueError(
+                    f"the state is of a projector with {name}={theirs!r}, this one has "
+                    f"{name}={value!r}; create the MoMos with the state's settings")
 
     def project(self, model: nn.Module | Mapping[str, torch.Tensor]) -> ProjectionStats:
         """Project the weights of ``model`` onto a motif bank, in place.
@@ -251,9 +367,9 @@ def project(
 
 
 def _check_assign(method) -> str:
-    """Validate a nearest-motif method name against :data:`momos.assign.METHODS`."""
-    if not isinstance(method, str) or (method != "auto" and method not in _assign.METHODS):
-        valid = ", ".join(repr(k) for k in ["auto", *_assign.METHODS])
+    """Validate a nearest-motif method name against :data:`momos.assign.SEARCH_METHODS`."""
+    if not isinstance(method, str) or (method != "auto" and method not in _assign.SEARCH_METHODS):
+        valid = ", ".join(repr(k) for k in ["auto", *_assign.SEARCH_METHODS])
         raise ValueError(f"unknown assign method {method!r}; valid: {valid}")
     return method
 
@@ -307,3 +423,76 @@ def _cluster_means(pool64: torch.Tensor, motifs: torch.Tensor, mosaic: torch.Ten
     if force_zero:
         out[0] = 0
     return out
+
+
+def _checked_generator_state(state: Any, seed: int | None) -> torch.Tensor | None:
+    """``state`` if a seeded projector's generator can take it; validated on a scratch
+    generator, so that a refused state changes nothing."""
+    if seed is None:
+        if state is not None:
+            raise ValueError("the state holds a generator state but this projector has "
+                             "seed=None (torch's global generator)")
+        return None
+    if not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.dim() == 1
+            and state.device.type == "cpu"):
+        what = (f"{state.dtype} {tuple(state.shape)} on {state.device}"
+                if isinstance(state, torch.Tensor) else type(state).__name__)
+        raise ValueError(f"the state's generator state must be a 1-D uint8 CPU tensor "
+                         f"(torch.Generator.get_state()), got {what}")
+    try:
+        torch.Generator().set_state(state)
+    except RuntimeError as exc:
+        raise ValueError(f"the state's generator state is not a valid torch.Generator "
+                         f"state: {str(exc).strip().splitlines()[0]}") from exc
+    return state
+
+
+def _layout_from_plain(plain: Any, s: int) -> BlockLayout:
+    """The :class:`BlockLayout` of a state's plain ``layout``, checked to be one that
+    :func:`momos.blocks.layout_of` makes for block size ``s``."""
+    fields = ("name", "shape", "numel", "start", "n_blocks")
+    if not (isinstance(plain, Mapping) and set(plain) == {"s", "spans"}
+            and isinstance(plain["spans"], (list, tuple)) and plain["spans"]):
+        raise ValueError("the state's layout must be a mapping of 's' and a non-empty "
+                         f"sequence 'spans', got {plain!r}")
+    if not is_int(plain["s"]) or plain["s"] != s:
+        raise ValueError(f"the state's layout has block size {plain['s']!r}, this projector "
+                         f"has s={s}")
+    spans, start = [], 0
+    for i, sp in enumerate(plain["spans"]):
+        ok = (isinstance(sp, Mapping) and set(sp) == set(fields) and isinstance(sp["name"], str)
+              and isinstance(sp["shape"], (list, tuple))
+              and all(is_int(d) and d >= 0 for d in sp["shape"])
+              and all(is_int(sp[f]) for f in fields[2:]))
+        if ok:
+            numel = 1
+            for d in sp["shape"]:
+                numel *= d
+            ok = (numel == sp["numel"] >= 1 and sp["start"] == start
+                  and sp["n_blocks"] == -(-numel // s))
+        if not ok:
+            raise ValueError(f"span {i} of the state's layout is not a tensor's blocks at "
+                             f"block {start} for s={s}: {sp!r}")
+        spans.append(Span(sp["name"], tuple(sp["shape"]), sp["numel"], start, sp["n_blocks"]))
+        start += sp["n_blocks"]
+    return BlockLayout(s, tuple(spans))
+
+
+def _check_bank(motifs: Any, mosaic: Any, k_eff: int, m: int, s: int) -> None:
+    """Check a state's bank and mosaic against its layout's ``m`` and ``k_eff``."""
+    if not (isinstance(motifs, torch.Tensor) and motifs.is_floating_point()
+            and tuple(motifs.shape) == (k_eff, s)):
+        what = (f"{motifs.dtype} {tuple(motifs.shape)}" if isinstance(motifs, torch.Tensor)
+                else type(motifs).__name__)
+        raise ValueError(f"the state's motifs must be a floating ({k_eff}, {s}) bank for its "
+                         f"layout's {m} blocks, got {what}")
+    if not (isinstance(mosaic, torch.Tensor) and mosaic.dtype == torch.int64
+            and tuple(mosaic.shape) == (m,)):
+        what = (f"{mosaic.dtype} {tuple(mosaic.shape)}" if isinstance(mosaic, torch.Tensor)
+                else type(mosaic).__name__)
+        raise ValueError(f"the state's mosaic must be int64 ({m},), got {what}")
+    if mosaic.device != motifs.device:
+        raise ValueError(f"the state's mosaic is on {mosaic.device} but its motifs on "
+                         f"{motifs.device}; move both to one device")
+    if not (0 <= int(mosaic.min()) and int(mosaic.max()) < k_eff):
+        raise ValueError(f"the state's mosaic has motif indices outside [0, {k_eff})")

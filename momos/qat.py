@@ -132,16 +132,39 @@ class FakeQuantize(nn.Module):
         return f"q={self.q}"
 
 
-# -- parameter order across parametrize (shared with momos.finetune) -------------------
+# -- parameter order across parametrize (shared with momos.finetune, hence public names
+# that stay out of __all__: they are momos's internals, not its API) -------------------
 
-def _param_order(module: nn.Module) -> tuple[str, ...]:
+def param_order(module: nn.Module) -> tuple[str, ...]:
+    """The names of ``module``'s own parameters, in registration order.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module.
+
+    Returns
+    -------
+    tuple of str
+        To give back to :func:`restore_param_order` after parametrize has reordered them.
+    """
     return tuple(module._parameters.keys())
 
 
-def _restore_param_order(module: nn.Module, order: tuple[str, ...]) -> None:
+def restore_param_order(module: nn.Module, order: tuple[str, ...]) -> None:
     """Reorder ``module._parameters`` to ``order`` (names not in it keep their relative
-    order, at the end). Parametrize re-registers a removed tensor at the end; this undoes
-    that so ``named_parameters()`` (and the MoMos pool) has its pre-attach order."""
+    order, at the end).
+
+    Parametrize re-registers a removed tensor at the end; this undoes that so
+    ``named_parameters()`` (and the MoMos pool) has its pre-attach order.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The module, reordered in place.
+    order : tuple of str
+        From :func:`param_order`.
+    """
     params = module._parameters
     names = [n for n in order if n in params] + [n for n in params if n not in order]
     items = [(n, params[n]) for n in names]
@@ -231,7 +254,7 @@ def attach_qat(model: nn.Module, q: int, exclude: tuple[str, ...] | list[str] = 
             targets.append((name, mod))
     for _, mod in targets:
         fq = FakeQuantize(q)
-        fq._order = _param_order(mod)
+        fq._order = param_order(mod)
         # No right_inverse: parametrize keeps the Parameter itself as `original`.
         parametrize.register_parametrization(mod, "weight", fq)
     return [name for name, _ in targets]
@@ -327,7 +350,7 @@ def remove_qat(model: nn.Module, bake: bool = True) -> list[str]:
         if value is not None:
             with torch.no_grad():
                 mod.weight.copy_(value)
-        _restore_param_order(mod, order)
+        restore_param_order(mod, order)
     return [name for name, _ in mods]
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kcomplex.plot import _finish as _save
-from kcomplex.plot import _pyplot
+from kcomplex.files import write_atomic
+from kcomplex.plot import pyplot, save_figure
 
-from .codec import write_atomic
+from .tables import markdown_table
 
 __all__ = ["plot_accuracy_vs_bits", "plot_complexity", "plot_motif_usage", "usage_share",
            "write_report", "write_seed_report"]
@@ -47,7 +47,7 @@ def plot_complexity(runs: dict[str, dict], path: str | os.PathLike | None = None
 
     One panel per quantity, one line per run. Returns the matplotlib figure.
     """
-    plt = _pyplot()
+    plt = pyplot()
     measured = {k for r in runs.values() for k in r["epochs"][0]["complexity"]}
     # The paper's order first, then any other estimator by name.
     order = [f"{e}_bits" for e in ("bdm", "gzip", "bz2", "lzma", "zstd")]
@@ -75,7 +75,7 @@ def plot_complexity(runs: dict[str, dict], path: str | os.PathLike | None = None
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_motif_usage(runs: dict[str, dict], path: str | os.PathLike | None = None):
@@ -90,7 +90,7 @@ def plot_motif_usage(runs: dict[str, dict], path: str | os.PathLike | None = Non
                   if r["summary"].get("motif_counts")}
     if not momos_runs:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, counts in momos_runs.items():
         counts = np.asarray(counts)
@@ -113,17 +113,18 @@ def plot_motif_usage(runs: dict[str, dict], path: str | os.PathLike | None = Non
     right.set_ylabel("share of blocks")
     right.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy_vs_bits(table: pd.DataFrame, path: str | os.PathLike | None = None):
     """Test accuracy against description length: exact (filled), the paper's bound (open)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     markers = "osD^v<>ph*"
     for i, (name, row) in enumerate(table.iterrows()):
         # Distinct markers and sizes, drawn largest first: coinciding runs stay visible.
-        color, marker, size = f"C{i % 10}", markers[i % len(markers)], 90 - 60 * i / max(len(table), 1)
+        color, marker = f"C{i % 10}", markers[i % len(markers)]
+        size = 90 - 60 * i / max(len(table), 1)
         ax.scatter(row["exact_bits"], row["test_acc"], color=color, marker=marker, s=size,
                    alpha=0.75, label=name, zorder=3 + i)
         if row["bound_bits"] != row["exact_bits"]:
@@ -138,7 +139,7 @@ def plot_accuracy_vs_bits(table: pd.DataFrame, path: str | os.PathLike | None = 
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _checks(table: pd.DataFrame, runs: dict[str, dict]) -> list[str]:
@@ -185,8 +186,6 @@ def write_report(outdir: str | os.PathLike, runs: dict[str, dict], table: pd.Dat
     pathlib.Path
         The report's path.
     """
-    from .experiment import markdown_table
-
     outdir = Path(outdir)
     write_atomic(outdir / "summary.csv", table.to_csv().encode("utf-8"))
     first = next(iter(runs.values()))["config"]
@@ -256,8 +255,6 @@ def write_seed_report(outdir: str | os.PathLike, tables: dict[int, pd.DataFrame]
                       table: pd.DataFrame, *, title: str) -> Path:
     """``summary.csv`` and ``report.md`` of a multi-seed experiment: mean ± standard
     deviation over seeds, the claims counted per seed, links to each seed's report."""
-    from .experiment import markdown_table
-
     outdir = Path(outdir)
     write_atomic(outdir / "summary.csv", table.to_csv().encode("utf-8"))
     parts = [f"# {title}", "", "Mean ± sample standard deviation over seeds.", "",

@@ -1,6 +1,6 @@
 """Train a model with or without MoMos and measure its complexity after every epoch.
 
-One :func:`train` call is one run of the paper's experiment (``MOMOS.md``): a model from
+One :func:`train` call is one run of the paper's experiment (``docs/method.md``): a model from
 :mod:`momos.models` on a dataset from :mod:`momos.data`, trained with one of
 :data:`METHODS`:
 
@@ -61,6 +61,7 @@ from .blocks import layout_of, pool_parameters
 from .bounds import bound_bits, motif_count
 from .codec import description_length, encode
 from .data import DATASETS, Splits, load_dataset
+from .measure import complexity
 from .models import MODELS, build_model
 from .projection import MoMos
 from .qat import attach_qat
@@ -81,8 +82,12 @@ _STATE_FORMAT = "momos-train-state/2"
 # The fields of an epoch's record that are numbers, besides ``epoch``.
 _RECORD_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                    "lr", "sparsity", "l2", "seconds")
-# Per-model defaults of MOMOS.md: (optimizer, lr, weight decay).
-_DEFAULTS = {"resnet20": ("sgd", 0.1, 1e-4), "mlp": ("adamw", 3e-4, 1e-2), "vit": ("adamw", 3e-4, 1e-2)}
+# Per-model defaults of the paper's experiments (docs/method.md): (optimizer, lr, weight decay).
+_DEFAULTS = {
+    "resnet20": ("sgd", 0.1, 1e-4),
+    "mlp": ("adamw", 3e-4, 1e-2),
+    "vit": ("adamw", 3e-4, 1e-2),
+}
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ class TrainConfig:
     batch_size : int
         Training batch size.
     optimizer : {"adamw", "sgd"}, optional
-        Default per model (MOMOS.md): SGD with momentum for ResNet-20, AdamW otherwise.
+        Default per model (docs/method.md): SGD with momentum for ResNet-20, AdamW otherwise.
     lr, weight_decay : float, optional
         Defaults per model: SGD 0.1 / 1e-4, AdamW 3e-4 / 1e-2.
     momentum : float
@@ -166,20 +171,24 @@ class TrainConfig:
         check(self.model in MODELS, f"unknown model {self.model!r}; valid: {', '.join(MODELS)}")
         check(self.dataset in DATASETS,
               f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
-        check(self.method in METHODS, f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        check(self.method in METHODS,
+              f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
         for name in ("s", "batch_size"):
             value = getattr(self, name)
-            check(_is_int(value) and value >= 1, f"{name} must be a positive integer, got {value!r}")
-        check(_is_int(self.epochs) and self.epochs >= 0,
+            check(is_int(value) and value >= 1,
+                  f"{name} must be a positive integer, got {value!r}")
+        check(is_int(self.epochs) and self.epochs >= 0,
               f"epochs must be an integer >= 0, got {self.epochs!r}")
-        check(_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
-        check(_is_int(self.q) and self.q >= 2, f"QAT bits q must be an integer >= 2, got {self.q!r}")
+        check(is_int(self.seed) and self.seed >= 0,
+              f"seed must be an integer >= 0, got {self.seed!r}")
+        check(is_int(self.q) and self.q >= 2,
+              f"QAT bits q must be an integer >= 2, got {self.q!r}")
         check(self.capacity is None or self.k is None, "give capacity or k, not both")
         if self.capacity is None and self.k is None:
             object.__setattr__(self, "capacity", 0.05)
         check(self.capacity is None or 0 < self.capacity <= 1,
               f"capacity must lie in (0, 1], got {self.capacity!r}")
-        check(self.k is None or (_is_int(self.k) and self.k >= 1),
+        check(self.k is None or (is_int(self.k) and self.k >= 1),
               f"k must be a positive integer, got {self.k!r}")
         check(self.project_every in _PROJECT_EVERY,
               f"project_every must be one of {_PROJECT_EVERY}, got {self.project_every!r}")
@@ -215,9 +224,6 @@ class TrainConfig:
         out["estimators"] = list(self.estimators)
         return out
 
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # -------------------------------------------------------------------------- the run's state
@@ -382,7 +388,9 @@ class _Run:
     # -- resumable state -----------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        mm = self.momos
+        # The projector's state travels as three tensors of last.pt, its config being the
+        # run's; restore() rebuilds the state dict from them and the model.
+        mm = self.momos.state_dict() if self.momos is not None else None
         return {
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
@@ -390,9 +398,10 @@ class _Run:
             "data_gen": self.data_gen.get_state(),
             # Dropout (none in the default models) draws from torch's global generator.
             "torch_rng": torch.get_rng_state(),
-            "momos_gen": (mm._generator.get_state() if mm is not None else torch.empty(0)),
-            "bank": (mm.motifs.cpu() if mm is not None and mm.motifs is not None else torch.empty(0)),
-            "mosaic": (mm.mosaic.cpu() if mm is not None and mm.mosaic is not None
+            "momos_gen": mm["generator"] if mm is not None else torch.empty(0),
+            "bank": (mm["motifs"].cpu() if mm is not None and mm["motifs"] is not None
+                     else torch.empty(0)),
+            "mosaic": (mm["mosaic"].cpu() if mm is not None and mm["mosaic"] is not None
                        else torch.empty(0, dtype=torch.int64)),
         }
 
@@ -416,9 +425,12 @@ class _Run:
               "the schedule state")
         _fits(self.data_gen.get_state(), snap["data_gen"], "the data order's generator")
         _fits(torch.get_rng_state(), snap["torch_rng"], "torch's generator")
-        _fits(mm._generator.get_state() if mm is not None else torch.empty(0),
+        momos_state = mm.state_dict() if mm is not None else None
+        _fits(momos_state["generator"] if mm is not None else torch.empty(0),
               snap["momos_gen"], "the motif sampling's generator")
         bank, mosaic = snap["bank"], snap["mosaic"]
+        if mm is not None:
+            momos_state["generator"] = snap["momos_gen"]
         if mm is not None and bank.numel():
             layout = layout_of(pool_parameters(self.model), mm.s)
             k = motif_count(layout.m, mm.k, mm.capacity)
@@ -429,6 +441,8 @@ class _Run:
             if (mosaic.shape != (layout.m,) or mosaic.dtype != torch.int64
                     or (layout.m and not 0 <= int(mosaic.min()) <= int(mosaic.max()) < k)):
                 raise _Damaged(f"the mosaic is not {layout.m} motif indices below {k}")
+            momos_state.update(motifs=bank.to(self.device), mosaic=mosaic.to(self.device),
+                               layout=dataclasses.asdict(layout))
         elif bank.numel() or mosaic.numel() or (mm is not None and snap["epoch"] > 0):
             # A MoMos run has projected after every epoch; other runs have no bank.
             raise _Damaged("its motif bank does not match its epoch and method")
@@ -450,29 +464,28 @@ class _Run:
                 self.sched.load_state_dict(snap["sched"])
             self.data_gen.set_state(snap["data_gen"])
             torch.set_rng_state(snap["torch_rng"])
-            if mm is not None:
-                mm._generator.set_state(snap["momos_gen"])
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             # Whatever the checks above let through and torch's own loaders refuse.
             raise _Damaged(f"torch refused part of it: {_first_line(err)}") from err
-        if mm is not None and bank.numel():
-            mm.motifs, mm.mosaic = bank.to(self.device), mosaic.to(self.device)
-            mm.layout = layout
+        if mm is not None:
+            try:
+                mm.load_state_dict(momos_state)
+            except ValueError as err:
+                raise _Damaged(f"the projector refused its state: {err}") from err
 
 
 # ---------------------------------------------------------------------------- measurement
 
 
-def _complexity(weights: Mapping[str, torch.Tensor], estimators: tuple[str, ...]) -> dict:
-    """Sparsity, L2 norm and kcomplex bits of the whole weight vector."""
-    from kcomplex import analyze
-
+def _weight_stats(weights: Mapping[str, torch.Tensor], estimators: tuple[str, ...]) -> dict:
+    """Sparsity, L2 norm and kcomplex bits (:func:`momos.measure.complexity`) of the
+    whole weight vector."""
     host = {k: w.cpu() for k, w in weights.items()}
     flat = torch.cat([w.reshape(-1).float() for w in host.values()])
-    total = analyze(host, list(estimators), per_tensor=False, progress=False).total
+    bits = complexity(host, estimators=list(estimators))
     out = {"sparsity": float((flat == 0).double().mean()),
            "l2": float(torch.linalg.vector_norm(flat.double()))}
-    out["complexity"] = {f"{e}_bits": float(total[f"{e}_bits"]) for e in estimators}
+    out["complexity"] = {f"{e}_bits": bits[f"{e}_bits"] for e in estimators}
     return out
 
 
@@ -867,7 +880,8 @@ def train(
     >>> dl["total_bits"] < dl["trivial_bits"]
     True
     """
-    cfg = dataclasses.replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    cfg = (dataclasses.replace(config, **overrides) if config is not None
+           else TrainConfig(**overrides))
     outdir = Path(out) if out is not None else None
     return _train(cfg, outdir, resume, progress, callback, join_group(cfg.device))
 
@@ -959,7 +973,7 @@ def _run_locked(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: b
         for split in ("val", "test"):
             record[f"{split}_loss"], record[f"{split}_acc"] = run.evaluate(split)
         record["lr"] = run.epoch_lr if epoch > 0 else run.opt.param_groups[0]["lr"]
-        record.update(_complexity(run.weights(), cfg.estimators))
+        record.update(_weight_stats(run.weights(), cfg.estimators))
         record["projection"] = projection
         record["seconds"] = seconds
         return record

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
 
+
 # The oracles ``tests/naive.py`` (BDM) and ``tests/momos/reference.py`` (MoMos) are
 # registered as the modules ``naive`` and ``momos_reference`` rather than by putting
 # their folders on ``sys.path``: that would make ``tests/kcomplex/`` or ``tests/momos/``

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from pathlib import Path
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest

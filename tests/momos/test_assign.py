@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from momos import assign
-from momos.assign import METHODS, nearest_motif
+from momos.assign import SEARCH_METHODS, nearest_motif
 
 FAST = ["kdtree", "kdtree_numba", "matmul"]
-ALL = ["auto", *METHODS]
+ALL = ["auto", *SEARCH_METHODS]
 
 
 def oracle(blocks: torch.Tensor, motifs: torch.Tensor) -> torch.Tensor:
@@ -264,7 +264,7 @@ def test_auto_picks_the_numba_tree_for_small_s_on_cpu_and_matmul_otherwise(monke
         return method
 
     for name in ("kdtree_numba", "matmul"):
-        monkeypatch.setitem(METHODS, name, spy(name, METHODS[name]))
+        monkeypatch.setitem(SEARCH_METHODS, name, spy(name, SEARCH_METHODS[name]))
     z = torch.zeros(3, assign.KDTREE_MAX_S)
     nearest_motif(torch.ones(4, assign.KDTREE_MAX_S), z)
     z = torch.zeros(3, assign.KDTREE_MAX_S + 1)

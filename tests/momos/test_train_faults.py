@@ -318,6 +318,8 @@ STATE_DAMAGE = {
     "truncated": _truncate,
     "zero-filled": _zero,
     "empty": _write("last.pt", b""),
+    "motif generator zeroed": _edit_state(
+        lambda s: s.update(momos_gen=torch.zeros_like(s["momos_gen"]))),
     "JSON": _write("last.pt", b'{"epoch": 1}'),
     "malicious": _evil,
     "not a dict": lambda out: torch.save([1, 2], out / "last.pt"),
