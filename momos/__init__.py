@@ -23,6 +23,7 @@ from .assign import nearest_motif
 from .blocks import BlockLayout, Span, layout_of, pool_parameters, to_blocks, write_blocks
 from .bounds import bound_bits, motif_count, rac
 from .codec import CodecError, DescriptionLength, decode, description_length, encode, stream_info
+from .config import METHODS, TrainConfig
 from .data import DATASETS, Splits, load_dataset
 from .experiment import reproduce, summarize, sweep
 from .finetune import MotifBank, bake, freeze_mosaic, is_frozen
@@ -30,20 +31,25 @@ from .measure import complexity
 from .models import MODELS, build_model
 from .projection import MOTIF_INITS, MoMos, ProjectionStats, project
 from .qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
-from .train import METHODS, TrainConfig, load_results, train
+from .results import EpochRecord, ModelInfo, RunResult, RunSummary, load_results
+from .train import train
 
 __all__ = [
     "BlockLayout",
     "CodecError",
     "DATASETS",
     "DescriptionLength",
+    "EpochRecord",
     "FakeQuantize",
     "METHODS",
     "MODELS",
     "MOTIF_INITS",
     "MoMos",
+    "ModelInfo",
     "MotifBank",
     "ProjectionStats",
+    "RunResult",
+    "RunSummary",
     "Span",
     "Splits",
     "TrainConfig",

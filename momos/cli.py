@@ -115,7 +115,7 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
 
 
 def _train_parser(sub) -> None:
-    from .train import METHODS
+    from .config import METHODS
 
     t = sub.add_parser("train", help="train one run, measuring complexity after every epoch",
                        formatter_class=_HelpFormatter)
@@ -230,8 +230,10 @@ def _size(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from .config import TrainConfig
     from .experiment import cpu_threads, epoch_printer, resolve_threads
-    from .train import TrainConfig, train
+    from .results import RunResult
+    from .train import train
 
     if args.nproc != 1:
         _launch(args)
@@ -251,15 +253,16 @@ def _train(args: argparse.Namespace) -> None:
         label = f"{cfg.method} s={cfg.s} {size}" if cfg.uses_momos else cfg.method
         callback = epoch_printer(label, cfg.epochs)
     with cpu_threads(resolve_threads(args.threads, cfg.model, cfg.device)):
-        res = train(cfg, args.out, resume=args.resume, progress=bars, callback=callback)
+        res = RunResult.from_dict(train(cfg, args.out, resume=args.resume, progress=bars,
+                                        callback=callback))
     if not lead:
         return
-    summary, last = res["summary"], res["epochs"][-1]
-    dl = summary["description_length"]
-    print(f"{cfg.method} {cfg.model}/{cfg.dataset}: {last['epoch']} epochs, test acc "
-          f"{summary['test_acc']:.4f} (best val {summary['best_val_acc']:.4f} at epoch "
-          f"{summary['best_epoch']})")
-    for key, ratio in summary["complexity_ratio"].items():
+    summary = res.summary
+    dl = summary.description_length
+    print(f"{cfg.method} {cfg.model}/{cfg.dataset}: {res.final.epoch} epochs, test acc "
+          f"{summary.test_acc:.4f} (best val {summary.best_val_acc:.4f} at epoch "
+          f"{summary.best_epoch})")
+    for key, ratio in summary.complexity_ratio.items():
         print(f"  {key + ' trained/init':<24}{ratio:>14.4f}")
     print(f"  {'exact bits (' + dl['coded'] + ')':<24}{dl['total_bits']:>14,}")
     print(f"  {'paper bound bits':<24}{dl['bound_bits']:>14,}")

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,8 +24,10 @@ from tqdm.auto import tqdm
 from kcomplex.validation import check_int
 
 # Re-exported: the tables are part of this module's documented API (docs/tutorial-reproduce.md).
+from .config import TrainConfig
+from .results import RunResult
 from .tables import format_table, markdown_table
-from .train import TrainConfig, load_results, train
+from .train import train
 
 __all__ = ["PAPER_CAPACITIES", "PAPER_S", "REPRODUCE_RUNS", "aggregate", "cpu_threads",
            "epoch_printer", "format_table", "markdown_table", "reproduce", "resolve_threads",
@@ -191,14 +193,14 @@ def _check_progress(progress: bool | str | None) -> None:
         raise ValueError(f"progress must be True, False, 'lines' or None, got {progress!r}")
 
 
-def summarize(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def summarize(runs: Mapping[str, RunResult | Mapping[str, Any]]) -> pd.DataFrame:
     """One row per run: accuracy, complexity trained vs init, description lengths.
 
     Parameters
     ----------
     runs : dict
-        Run name -> results (as returned by :func:`momos.train.train` or
-        :func:`momos.train.load_results`).
+        Run name -> result: a :class:`~momos.results.RunResult`, or the results dict that
+        :func:`momos.train.train` and :func:`momos.train.load_results` return.
 
     Returns
     -------
@@ -211,27 +213,28 @@ def summarize(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
         (NaN) where the run did not measure that estimator.
     """
     rows = []
-    for name, res in runs.items():
-        cfg, summary = res["config"], res["summary"]
-        first, last = res["epochs"][0], res["epochs"][-1]
+    for name, value in runs.items():
+        res = RunResult.of(value)
+        cfg, summary = res.config, res.summary
+        first, last = res.epochs[0], res.final
         momos = cfg["method"].startswith("momos")
         row = {
             "run": name, "method": cfg["method"],
             "s": cfg["s"] if momos else None,
             "capacity": (cfg["capacity"] if momos else None),
-            "k": res["model"].get("k"),
+            "k": res.model.k,
             "q": cfg["q"] if cfg["method"].endswith("qat") else 32,
-            "epochs": last["epoch"],
-            "test_acc": summary["test_acc"], "best_test_acc": summary["best_test_acc"],
+            "epochs": last.epoch,
+            "test_acc": summary.test_acc, "best_test_acc": summary.best_test_acc,
         }
-        trivial = summary["description_length"]["trivial_bits"]
-        for key, ratio in summary["complexity_ratio"].items():
+        dl = summary.description_length
+        trivial = dl["trivial_bits"]
+        for key, ratio in summary.complexity_ratio.items():
             row[f"{key}_ratio"] = ratio
         for key in ("gzip", "bz2", "lzma", "zstd"):
-            if f"{key}_bits" in first["complexity"]:
-                row[f"{key}_rate_init"] = trivial / first["complexity"][f"{key}_bits"]
-                row[f"{key}_rate_trained"] = trivial / last["complexity"][f"{key}_bits"]
-        dl = summary["description_length"]
+            if f"{key}_bits" in first.complexity:
+                row[f"{key}_rate_init"] = trivial / first.complexity[f"{key}_bits"]
+                row[f"{key}_rate_trained"] = trivial / last.complexity[f"{key}_bits"]
         row.update(exact_bits=dl["total_bits"], bound_bits=dl["bound_bits"],
                    trivial_bits=trivial, rac_exact=dl["rac_exact"], rac_bound=dl["rac_bound"])
         rows.append(row)
@@ -240,7 +243,7 @@ def summarize(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
 def _run_all(configs: dict[str, TrainConfig], out: Path | None, resume: bool,
              progress: bool | str | None, threads: int | str | None
-             ) -> dict[str, dict[str, Any]]:
+             ) -> dict[str, RunResult]:
     """Train every config (skipping finished runs when resuming); results by name.
 
     ``progress``: True bars, False nothing, ``"lines"`` one line per epoch and per run on
@@ -255,8 +258,8 @@ def _run_all(configs: dict[str, TrainConfig], out: Path | None, resume: bool,
         label = f"run {i}/{len(configs)} {name}"
         rundir = out / name if out is not None else None
         if resume and rundir is not None and (rundir / "results.json").exists():
-            stored = load_results(rundir)
-            if stored["status"] == "finished" and stored["config"] == cfg.resolved():
+            stored = RunResult.load(rundir)
+            if stored.status == "finished" and stored.config == cfg.resolved():
                 results[name] = stored
                 if lines:
                     _run_line(f"{label}: finished earlier, kept", stored)
@@ -264,16 +267,16 @@ def _run_all(configs: dict[str, TrainConfig], out: Path | None, resume: bool,
         t0 = time.perf_counter()
         callback = epoch_printer(label, cfg.epochs) if lines else None
         with cpu_threads(resolve_threads(threads, cfg.model, cfg.device)):
-            results[name] = train(cfg, rundir, resume=resume, progress=bars,
-                                  callback=callback)
+            results[name] = RunResult.from_dict(train(cfg, rundir, resume=resume,
+                                                      progress=bars, callback=callback))
         if lines:
             _run_line(f"{label}: done in {time.perf_counter() - t0:.1f} s", results[name])
     return results
 
 
-def _run_line(head: str, res: dict[str, Any]) -> None:
-    print(f"{head}, test_acc {res['summary']['test_acc']:.3f}, "
-          f"{res['epochs'][-1]['epoch']} epochs", file=sys.stderr, flush=True)
+def _run_line(head: str, res: RunResult) -> None:
+    print(f"{head}, test_acc {res.summary.test_acc:.3f}, {res.final.epoch} epochs",
+          file=sys.stderr, flush=True)
 
 
 def reproduce(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pandas as pd
 from kcomplex.files import write_atomic
 from kcomplex.plot import pyplot, save_figure
 
+from .results import RunResult
 from .tables import markdown_table
 
 __all__ = ["plot_accuracy_vs_bits", "plot_complexity", "plot_motif_usage", "usage_share",
@@ -42,13 +44,21 @@ def usage_share(counts: Any, fraction: float = 0.5) -> float:
     return float(counts[: int(fraction * counts.size)].sum() / counts.sum())
 
 
-def plot_complexity(runs: dict[str, dict], path: str | os.PathLike | None = None):
+def _typed(runs: Mapping[str, RunResult | Mapping[str, Any]]) -> dict[str, RunResult]:
+    """Run name -> :class:`~momos.results.RunResult`, from results objects or dicts."""
+    return {name: RunResult.of(res) for name, res in runs.items()}
+
+
+def plot_complexity(runs: Mapping[str, RunResult | Mapping[str, Any]],
+                    path: str | os.PathLike | None = None):
     """Validation accuracy and every estimator's bits relative to epoch 0, over epochs.
 
-    One panel per quantity, one line per run. Returns the matplotlib figure.
+    One panel per quantity, one line per run (a :class:`~momos.results.RunResult` or a
+    results dict). Returns the matplotlib figure.
     """
+    runs = _typed(runs)
     plt = pyplot()
-    measured = {k for r in runs.values() for k in r["epochs"][0]["complexity"]}
+    measured = {k for r in runs.values() for k in r.epochs[0].complexity}
     # The paper's order first, then any other estimator by name.
     order = [f"{e}_bits" for e in ("bdm", "gzip", "bz2", "lzma", "zstd")]
     estimators = [k for k in order if k in measured] + sorted(measured - set(order))
@@ -58,13 +68,13 @@ def plot_complexity(runs: dict[str, dict], path: str | os.PathLike | None = None
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, key in zip(axes.flat, panels):
         for name, res in runs.items():
-            ep = [e["epoch"] for e in res["epochs"]]
+            ep = [e.epoch for e in res.epochs]
             if key == "val_acc":
-                y = [e["val_acc"] for e in res["epochs"]]
+                y = [e.val_acc for e in res.epochs]
             else:
-                base = res["epochs"][0]["complexity"].get(key)
-                y = [e["complexity"].get(key, math.nan) / base if base else math.nan
-                     for e in res["epochs"]]
+                base = res.epochs[0].complexity.get(key)
+                y = [e.complexity.get(key, math.nan) / base if base else math.nan
+                     for e in res.epochs]
             ax.plot(ep, y, label=name, lw=1.4)
         ax.set_xlabel("epoch")
         ax.set_title("validation accuracy" if key == "val_acc"
@@ -78,7 +88,8 @@ def plot_complexity(runs: dict[str, dict], path: str | os.PathLike | None = None
     return save_figure(fig, path)
 
 
-def plot_motif_usage(runs: dict[str, dict], path: str | os.PathLike | None = None):
+def plot_motif_usage(runs: Mapping[str, RunResult | Mapping[str, Any]],
+                     path: str | os.PathLike | None = None):
     """Motif usage of the MoMos runs after training.
 
     Left: histogram of how many blocks each used motif holds (log scales; the legend counts
@@ -86,8 +97,8 @@ def plot_motif_usage(runs: dict[str, dict], path: str | os.PathLike | None = Non
     blocks covered by the least-used fraction of motifs (the diagonal is uniform usage).
     Returns the figure, or ``None`` when no run has motif counts.
     """
-    momos_runs = {n: r["summary"]["motif_counts"] for n, r in runs.items()
-                  if r["summary"].get("motif_counts")}
+    momos_runs = {n: r.summary.motif_counts for n, r in _typed(runs).items()
+                  if r.summary is not None and r.summary.motif_counts}
     if not momos_runs:
         return None
     plt = pyplot()
@@ -142,11 +153,12 @@ def plot_accuracy_vs_bits(table: pd.DataFrame, path: str | os.PathLike | None = 
     return save_figure(fig, path)
 
 
-def _checks(table: pd.DataFrame, runs: dict[str, dict]) -> list[str]:
+def _checks(table: pd.DataFrame, runs: dict[str, RunResult]) -> list[str]:
     """The paper's claims, read off this experiment, whatever they say."""
     lines = []
     momos_rows = table[table["method"].str.startswith("momos")]
-    projected = [n for n in momos_rows.index if runs[n]["summary"].get("motif_counts")]
+    projected = [n for n in momos_rows.index
+                 if runs[n].summary is not None and runs[n].summary.motif_counts]
     unprojected = [n for n in momos_rows.index if n not in projected]
     if unprojected:
         lines.append(f"- Not trained (epoch 0 only), so nothing to say about: "
@@ -172,13 +184,13 @@ def _checks(table: pd.DataFrame, runs: dict[str, dict]) -> list[str]:
         lines.append(f"- `{name}` exact code {row['exact_bits']:,.0f} bits is {abs(rel):.1%} "
                      f"{'below' if rel < 0 else 'above'} the paper's bound "
                      f"{row['bound_bits']:,.0f}; motif usage: the least-used half of the "
-                     f"motifs covers {usage_share(runs[name]['summary']['motif_counts']):.1%} "
+                     f"motifs covers {usage_share(runs[name].summary.motif_counts):.1%} "
                      "of the blocks (the paper: 10-13 %).")
     return lines
 
 
-def write_report(outdir: str | os.PathLike, runs: dict[str, dict], table: pd.DataFrame, *,
-                 title: str, plots: bool = True) -> Path:
+def write_report(outdir: str | os.PathLike, runs: Mapping[str, RunResult | Mapping[str, Any]],
+                 table: pd.DataFrame, *, title: str, plots: bool = True) -> Path:
     """Write ``summary.csv``, ``report.md`` and (with ``plots``) the figures into ``outdir``.
 
     Returns
@@ -187,8 +199,9 @@ def write_report(outdir: str | os.PathLike, runs: dict[str, dict], table: pd.Dat
         The report's path.
     """
     outdir = Path(outdir)
+    runs = _typed(runs)
     write_atomic(outdir / "summary.csv", table.to_csv().encode("utf-8"))
-    first = next(iter(runs.values()))["config"]
+    first = next(iter(runs.values())).config
     figures = []
     if plots:
         plot_complexity(runs, outdir / "complexity.png")
@@ -204,7 +217,7 @@ def write_report(outdir: str | os.PathLike, runs: dict[str, dict], table: pd.Dat
     parts = [
         f"# {title}", "",
         f"Model `{first['model']}`, dataset `{first['dataset']}`, "
-        f"{max(r['epochs'][-1]['epoch'] for r in runs.values())} epochs, seed {first['seed']}, "
+        f"{max(r.final.epoch for r in runs.values())} epochs, seed {first['seed']}, "
         f"batch {first['batch_size']}, {first['optimizer']} lr {first['lr']:g} "
         f"({first['schedule']}). Each run's `results.json` is in its own folder.", "",
         markdown_table(table), "",

@@ -20,6 +20,7 @@ EXPECTED = {
     "is_frozen", "is_qat", "layout_of", "motif_count", "nearest_motif", "pool_parameters",
     "project", "rac", "remove_qat", "set_qat_bits", "to_blocks", "write_blocks",
     "METHODS", "TrainConfig", "load_results", "train", "reproduce", "summarize", "sweep",
+    "EpochRecord", "ModelInfo", "RunResult", "RunSummary",
 }
 
 #: Runs ``code`` with torch unimportable, as in a base install without the [momos] extra.

@@ -1,0 +1,167 @@
+"""The configuration of a training run: :class:`TrainConfig`, :data:`METHODS` and the
+per-model defaults of the paper's experiments (``docs/method.md``).
+
+Its one job is to say what a run is; :mod:`momos.train` runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from kcomplex.validation import is_int
+
+from .data import DATASETS
+from .models import MODELS
+
+__all__ = ["METHODS", "TrainConfig"]
+
+#: Training methods accepted by :class:`TrainConfig`.
+METHODS = ("baseline", "qat", "momos", "momos+qat")
+
+_OPTIMIZERS = ("adamw", "sgd")
+_PROJECT_EVERY = ("epoch", "step")
+_DEVICES = ("auto", "cpu", "cuda")
+# Per-model defaults of the paper's experiments (docs/method.md): (optimizer, lr, weight decay).
+_DEFAULTS = {
+    "resnet20": ("sgd", 0.1, 1e-4),
+    "mlp": ("adamw", 3e-4, 1e-2),
+    "vit": ("adamw", 3e-4, 1e-2),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run; stored in ``results.json``.
+
+    Parameters
+    ----------
+    model : str
+        A name of :data:`momos.MODELS` (``mlp``, ``resnet20``, ``vit``).
+    dataset : str
+        A name of :data:`momos.DATASETS`; ``digits`` is embedded, the others are read
+        from ``data_dir``.
+    method : str
+        One of :data:`METHODS`.
+    s : int
+        Block size (MoMos methods).
+    capacity : float, optional
+        ``k/m`` (MoMos methods); give it or ``k``. Default 0.05 when neither is given.
+    k : int, optional
+        Number of motifs instead of ``capacity``.
+    q : int
+        QAT bit width (``qat`` and ``momos+qat``), >= 2.
+    force_zero : bool
+        Motif 0 is the all-zero block.
+    project_every : {"epoch", "step"}
+        One projection after every epoch (the reference) or after every optimizer step.
+    epochs : int
+        Number of training epochs (>= 0; 0 only measures the initialization).
+    batch_size : int
+        Training batch size.
+    optimizer : {"adamw", "sgd"}, optional
+        Default per model (docs/method.md): SGD with momentum for ResNet-20, AdamW otherwise.
+    lr, weight_decay : float, optional
+        Defaults per model: SGD 0.1 / 1e-4, AdamW 3e-4 / 1e-2.
+    momentum : float
+        SGD momentum.
+    schedule : {"cosine", "constant"}
+        Learning rate over epochs; cosine annealing to 0 at the last epoch.
+    seed : int
+        Seeds the initialization, the data order, the data split and the motif sampling.
+    device : {"auto", "cpu", "cuda"}
+        ``auto`` picks CUDA when available.
+    data_dir : str, optional
+        Directory of the dataset files (not needed for ``digits``).
+    estimators : tuple of str
+        kcomplex estimators measured at every epoch (default: the paper's).
+
+    Raises
+    ------
+    ValueError
+        On any invalid field, naming it.
+    """
+
+    model: str = "mlp"
+    dataset: str = "digits"
+    method: str = "baseline"
+    s: int = 2
+    capacity: float | None = None
+    k: int | None = None
+    q: int = 8
+    force_zero: bool = True
+    project_every: str = "epoch"
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    seed: int = 0
+    device: str = "auto"
+    data_dir: str | None = None
+    estimators: tuple[str, ...] = ("bdm", "gzip", "bz2", "lzma")
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, what: str) -> None:
+            if not ok:
+                raise ValueError(what)
+
+        check(self.model in MODELS, f"unknown model {self.model!r}; valid: {', '.join(MODELS)}")
+        check(self.dataset in DATASETS,
+              f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
+        check(self.method in METHODS,
+              f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        for name in ("s", "batch_size"):
+            value = getattr(self, name)
+            check(is_int(value) and value >= 1,
+                  f"{name} must be a positive integer, got {value!r}")
+        check(is_int(self.epochs) and self.epochs >= 0,
+              f"epochs must be an integer >= 0, got {self.epochs!r}")
+        check(is_int(self.seed) and self.seed >= 0,
+              f"seed must be an integer >= 0, got {self.seed!r}")
+        check(is_int(self.q) and self.q >= 2,
+              f"QAT bits q must be an integer >= 2, got {self.q!r}")
+        check(self.capacity is None or self.k is None, "give capacity or k, not both")
+        if self.capacity is None and self.k is None:
+            object.__setattr__(self, "capacity", 0.05)
+        check(self.capacity is None or 0 < self.capacity <= 1,
+              f"capacity must lie in (0, 1], got {self.capacity!r}")
+        check(self.k is None or (is_int(self.k) and self.k >= 1),
+              f"k must be a positive integer, got {self.k!r}")
+        check(self.project_every in _PROJECT_EVERY,
+              f"project_every must be one of {_PROJECT_EVERY}, got {self.project_every!r}")
+        check(self.optimizer is None or self.optimizer in _OPTIMIZERS,
+              f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        check(self.schedule in ("cosine", "constant"),
+              f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        check(self.device in _DEVICES, f"device must be one of {_DEVICES}, got {self.device!r}")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            check(value is None or (math.isfinite(value) and value >= 0),
+                  f"{name} must be a finite number >= 0, got {value!r}")
+        check(0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum!r}")
+        object.__setattr__(self, "estimators", tuple(self.estimators))
+
+    @property
+    def uses_momos(self) -> bool:
+        """True for ``momos`` and ``momos+qat``."""
+        return self.method.startswith("momos")
+
+    @property
+    def uses_qat(self) -> bool:
+        """True for ``qat`` and ``momos+qat``."""
+        return self.method.endswith("qat")
+
+    def resolved(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict, per-model defaults filled in."""
+        opt, lr, wd = _DEFAULTS[self.model]
+        out = dataclasses.asdict(self)
+        out["optimizer"] = self.optimizer or opt
+        out["lr"] = lr if self.lr is None else self.lr
+        out["weight_decay"] = wd if self.weight_decay is None else self.weight_decay
+        out["estimators"] = list(self.estimators)
+        return out
