@@ -5,7 +5,8 @@ for headers and counts. Sequence codes give the bits of a string of symbols
 ``0 .. alphabet - 1``: its order-0 empirical entropy (ideal), a two-part code, the
 adaptive Krichevsky-Trofimov and Laplace codes, and the length a real entropy coder
 (constriction's ANS) attains. Uniform quantization turns weights into such symbols. The
-bit streams (:class:`BitWriter`, :class:`BitReader`) are MSB first. All lengths in bits.
+bit streams (:class:`BitWriter`, :class:`BitReader`, and :func:`pack_fields` /
+:func:`unpack_fields` for many fields of one width) are MSB first. All lengths in bits.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from scipy.special import betaln, gammaln
 from .symbols import check_real, to_numpy
 
 __all__ = [
-    "BitReader", "BitWriter", "ELIAS_CODES", "LOG_STAR_C0", "QUANTIZED_CODES",
-    "coded_bits", "decode_coded", "decode_elias", "dequantize_uniform",
-    "elias_delta_length", "elias_gamma_length", "elias_omega_length", "encode_elias",
-    "entropy_bits", "kt_bits", "laplace_bits", "log_star", "quantize_uniform",
-    "quantized_bits", "two_part_bits",
+    "BitReader", "BitWriter", "ELIAS_CODES", "LOG_STAR_C0", "MAX_FIELD_WIDTH",
+    "QUANTIZED_CODES", "categorical_model", "coded_bits", "decode_coded", "decode_elias",
+    "dequantize_uniform", "elias_delta_length", "elias_gamma_length", "elias_omega_length",
+    "encode_elias", "entropy_bits", "kt_bits", "laplace_bits", "log_star", "pack_fields",
+    "quantize_uniform", "quantized_bits", "two_part_bits", "unpack_fields",
 ]
 
 #: Rissanen's constant c0: with it, 2^-log*(n) sums to 1 over n >= 1.
@@ -192,6 +193,118 @@ def _pack_bits(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
+#: Widest field of :func:`unpack_fields`: a field and its offset in its first byte (<= 7
+#: bits) must fit in the one 64-bit word read for it.
+MAX_FIELD_WIDTH = 57
+#: Fields per step of :func:`pack_fields` / :func:`unpack_fields`, a multiple of 8 (so
+#: every step but the last ends on a byte boundary); bounds their scratch memory.
+_FIELD_STEP = 1 << 16
+
+
+def _field_width(width: Any, most: int) -> int:
+    return _integer(width, 0, most, "field width")
+
+
+def pack_fields(values: Any, width: int) -> bytes:
+    """Unsigned integers as consecutive `width`-bit fields, MSB first, the last byte
+    zero-padded: what :meth:`BitWriter.write` gives field by field, vectorized.
+
+    Parameters
+    ----------
+    values : array_like of int
+        Integers in ``[0, 2**width)``, any shape, read in C order.
+    width : int
+        Bits per field, 0 to 64 (0 writes nothing).
+
+    Returns
+    -------
+    bytes
+        ``ceil(values.size * width / 8)`` bytes. Scratch memory is bounded (about 1 MiB
+        per 1000 bits of `width`), whatever the number of values.
+
+    Raises
+    ------
+    ValueError
+        For a bad `width` or a value that does not fit (TypeError for non-integers).
+
+    Examples
+    --------
+    >>> pack_fields([5, 1, 2], 3)
+    b'\\xa5\\x00'
+    """
+    width = _field_width(width, 64)
+    arr = to_numpy(values).reshape(-1)
+    if arr.dtype.kind not in "iu" and arr.size:
+        raise TypeError(f"pack_fields needs integers, got dtype {arr.dtype}")
+    if width == 0 or arr.size == 0:
+        return b""
+    if int(arr.min()) < 0 or (width < 64 and int(arr.max()) >= 1 << width):
+        raise ValueError(f"values must lie in [0, 2**{width}), got [{arr.min()}, {arr.max()}]")
+    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
+    parts = []
+    for i in range(0, arr.size, _FIELD_STEP):
+        v = arr[i : i + _FIELD_STEP].astype(np.uint64)
+        parts.append(np.packbits(((v[:, None] >> shifts) & _U1).astype(np.uint8)).tobytes())
+    return b"".join(parts)
+
+
+def unpack_fields(data: bytes, count: int, width: int, bit_offset: int = 0) -> np.ndarray:
+    """`count` unsigned `width`-bit fields, MSB first, from bit `bit_offset` of `data`:
+    the inverse of :func:`pack_fields` at any bit offset, vectorized.
+
+    Parameters
+    ----------
+    data : bytes
+        The bits; only the bytes that hold the fields are read.
+    count : int
+        Fields to read, >= 0.
+    width : int
+        Bits per field, 0 to :data:`MAX_FIELD_WIDTH` (57).
+    bit_offset : int
+        Bit where the first field starts.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 array of `count` values. Scratch memory is bounded (about 2.5 MiB), however
+        large `count`; the result itself takes 8 bytes per field.
+
+    Raises
+    ------
+    ValueError
+        For a bad `count`, `width` or `bit_offset`, or fields beyond the end of `data`.
+
+    Examples
+    --------
+    >>> unpack_fields(b'\\xa5\\x00', 3, 3)
+    array([5, 1, 2])
+    >>> unpack_fields(b'\\x0f\\xf0', 1, 8, bit_offset=4)
+    array([255])
+    """
+    count = _integer(count, 0, math.inf, "count")
+    width = _field_width(width, MAX_FIELD_WIDTH)
+    bit_offset = _integer(bit_offset, 0, math.inf, "bit_offset")
+    if bit_offset + count * width > 8 * len(data):
+        raise ValueError(f"truncated bit stream: {count} fields of {width} bits at bit "
+                         f"{bit_offset} of {8 * len(data)}")
+    out = np.zeros(count, dtype=np.int64)
+    if width == 0:
+        return out
+    view, mask = memoryview(data), np.uint64((1 << width) - 1)
+    for i in range(0, count, _FIELD_STEP):
+        n, start = min(_FIELD_STEP, count - i), bit_offset + i * width
+        first, last = start >> 3, (start + n * width + 7) >> 3
+        buf = np.zeros(last - first + 8, dtype=np.uint8)  # 8 zero bytes: every gather in range
+        buf[: last - first] = np.frombuffer(view[first:last], np.uint8)
+        rel = (start & 7) + np.arange(n, dtype=np.int64) * width
+        byte, word = rel >> 3, np.zeros(n, dtype=np.uint64)
+        for j in range(8):  # the 64 bits from each field's first byte, big-endian
+            word = (word << np.uint64(8)) | buf[byte + j]
+        shift = (64 - width - (rel & 7)).astype(np.uint64)
+        out[i : i + n] = (word >> shift) & mask
+    return out
+
+
 class BitWriter:
     """Collects bit fields MSB first; :meth:`getvalue` packs them, zero-padding the end.
 
@@ -254,6 +367,19 @@ class BitReader:
         word = int.from_bytes(self._data[first:last], "big")
         self.pos = end
         return (word >> ((last << 3) - end)) & ((1 << width) - 1)
+
+    def read_fields(self, count: int, width: int) -> np.ndarray:
+        """The next `count` fields of `width` bits as int64 (:func:`unpack_fields`)."""
+        end = self.pos + _integer(count, 0, math.inf, "count") * _field_width(
+            width, MAX_FIELD_WIDTH)
+        if end > self.n_bits:
+            raise ValueError(
+                f"truncated bit stream: {count} fields of {width} bits wanted at bit "
+                f"{self.pos} of {self.n_bits}"
+            )
+        out = unpack_fields(self._data, count, width, self.pos)
+        self.pos = end
+        return out
 
     def _zeros(self) -> int:
         """Skip the 0 bits before the next 1 (left unread); their count."""
@@ -433,8 +559,30 @@ def kt_bits(symbols: Any, alphabet: int) -> float:
     return float(max(nats, 0.0) / _LN2)  # a = 1 costs 0, which rounding may make -1e-16
 
 
-def _categorical(counts: np.ndarray):
-    return constriction.stream.model.Categorical(counts.astype(np.float64), perfect=False)
+def categorical_model(counts: Any):
+    """The entropy model of :func:`coded_bits` and :func:`decode_coded`: a constriction
+    ``Categorical`` with `counts` as probabilities (quantized; ``perfect=False``).
+
+    Parameters
+    ----------
+    counts : array_like of int
+        The counts of the symbols that occur (all > 0), in symbol order: the model's
+        symbols are their ranks ``0 .. len(counts) - 1``.
+
+    Returns
+    -------
+    constriction.stream.model.Categorical
+
+    Examples
+    --------
+    >>> model = categorical_model([1, 3])
+    >>> coder = constriction.stream.stack.AnsCoder()
+    >>> coder.encode_reverse(np.array([1, 0, 1, 1], dtype=np.int32), model)
+    >>> coder.decode(model, 4)
+    array([1, 0, 1, 1], dtype=int32)
+    """
+    return constriction.stream.model.Categorical(
+        np.asarray(counts).astype(np.float64), perfect=False)
 
 
 def coded_bits(symbols: Any, alphabet: int) -> tuple[int, bytes]:
@@ -477,7 +625,7 @@ def coded_bits(symbols: Any, alphabet: int) -> tuple[int, bytes]:
     rank = np.zeros(alphabet, dtype=np.int32)
     rank[present] = np.arange(present.size, dtype=np.int32)
     coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(rank[s], _categorical(counts[present]))
+    coder.encode_reverse(rank[s], categorical_model(counts[present]))
     payload = coder.get_compressed().astype("<u4").tobytes()
     return 8 * len(payload), payload
 
@@ -496,7 +644,7 @@ def decode_coded(payload: bytes, counts: Any) -> np.ndarray:
     if present.size < 2:
         return np.repeat(present, c[present]).astype(np.int64)
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
-    out = present[coder.decode(_categorical(c[present]), int(c.sum()))]
+    out = present[coder.decode(categorical_model(c[present]), int(c.sum()))]
     if not coder.is_empty() or not np.array_equal(np.bincount(out, minlength=c.size), c):
         raise ValueError("corrupt payload: it does not decode to exactly the given counts")
     return out.astype(np.int64)

@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from fractions import Fraction
 
+import constriction
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,6 +25,7 @@ from kcomplex.mdl import (
     QUANTIZED_CODES,
     BitReader,
     BitWriter,
+    categorical_model,
     coded_bits,
     decode_coded,
     decode_elias,
@@ -36,9 +38,11 @@ from kcomplex.mdl import (
     kt_bits,
     laplace_bits,
     log_star,
+    pack_fields,
     quantize_uniform,
     quantized_bits,
     two_part_bits,
+    unpack_fields,
 )
 
 # --- oracles --------------------------------------------------------------------------
@@ -234,6 +238,72 @@ def test_bit_writer_reader_round_trip():
     with pytest.raises(ValueError, match="n_bits"):
         BitReader(b"\x00", 9)
 
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(0, 57), offset=st.integers(0, 20), seed=st.integers(0, 2**16),
+       count=st.sampled_from([0, 1, 7, 8, 9, 100, (1 << 16) + 3]))
+def test_pack_unpack_fields_match_bit_writer(width, offset, seed, count):
+    """pack_fields is BitWriter.write field by field; unpack_fields reads it back at any
+    bit offset, also across the steps that bound their scratch memory."""
+    values = np.random.default_rng(seed).integers(0, 1 << width, count, dtype=np.uint64)
+    data = pack_fields(values, width)
+    assert len(data) == -(-count * width // 8)
+    if count <= 100:
+        w = BitWriter()
+        for v in values:
+            w.write(int(v), width)
+        assert data == w.getvalue()
+    bits = np.unpackbits(np.frombuffer(data, np.uint8))[: count * width]
+    shifted = np.packbits(np.concatenate([np.ones(offset, np.uint8), bits])).tobytes()
+    got = unpack_fields(shifted, count, width, offset)  # behind `offset` one bits
+    assert np.array_equal(got, values.astype(np.int64))
+    r = BitReader(data + b"\xff")
+    assert np.array_equal(r.read_fields(count, width), values.astype(np.int64))
+    assert r.pos == count * width
+
+
+def test_unpack_fields_at_bit_offsets():
+    values = np.arange(50, dtype=np.int64) % 13
+    for offset in range(17):
+        w = BitWriter()
+        w.write(0, offset)
+        for v in values:
+            w.write(int(v), 5)
+        assert np.array_equal(unpack_fields(w.getvalue(), 50, 5, offset), values)
+        r = BitReader(w.getvalue(), offset + 250)
+        r.pos = offset
+        assert np.array_equal(r.read_fields(50, 5), values) and r.pos == offset + 250
+        with pytest.raises(ValueError, match="truncated"):
+            r.read_fields(1, 1)
+
+
+def test_pack_unpack_fields_errors():
+    assert pack_fields([], 5) == b"" and pack_fields([3], 0) == b""
+    assert pack_fields([2**64 - 1], 64) == b"\xff" * 8
+    assert unpack_fields(b"", 4, 0).tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="lie in"):
+        pack_fields([8], 3)
+    with pytest.raises(ValueError, match="lie in"):
+        pack_fields([-1], 3)
+    with pytest.raises(TypeError, match="integers"):
+        pack_fields([0.5], 3)
+    with pytest.raises(ValueError, match="field width"):
+        pack_fields([0], 65)
+    with pytest.raises(ValueError, match="field width"):
+        unpack_fields(b"\0" * 16, 1, 58)
+    with pytest.raises(ValueError, match="truncated"):
+        unpack_fields(b"\0", 2, 5)
+    with pytest.raises(ValueError, match="truncated"):
+        unpack_fields(b"\0", 1, 5, bit_offset=4)
+
+
+def test_categorical_model_is_the_model_of_coded_bits():
+    s = np.array([0, 2, 2, 1, 2, 2, 0, 2])
+    _, payload = coded_bits(s, 3)
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
+    assert coder.decode(categorical_model(np.bincount(s)), s.size).tolist() == s.tolist()
+    assert coder.is_empty()
 
 # --- log* -------------------------------------------------------------------------------
 
