@@ -7,6 +7,12 @@ call (motif 0 the all-zero block under ``force_zero``); each block assigned to i
 motif (squared Euclidean, ties to the lowest index) by :func:`momos.assign.nearest_motif`
 and replaced by it; padding trimmed; written back in place. ``motif_init="kmeans"`` is our
 addition: Lloyd steps refine the sampled bank, kept only when not worse.
+
+The module is longer than most (about 500 lines) because it holds one stateful class and
+everything that guards its state: the projection step, the k-means refinement, and
+``state_dict``/``load_state_dict`` with the checks that refuse a damaged or foreign state
+before anything changes. Splitting the checks from the class would only make each half
+read the other's invariants.
 """
 
 from __future__ import annotations
