@@ -34,36 +34,22 @@ import numpy as np
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
-try:  # run as a script (python bench/bdm.py) or as a module (python -m bench.bdm)
-    from _util import (
-        RSS_PRELUDE,
-        command_line,
-        fmt_mb,
-        fmt_s,
-        machine_info,
-        machine_line,
-        markdown_table,
-        now_utc,
-        run_python,
-        source_revision,
-        time_adaptive,
-        time_call,
-    )
-except ImportError:  # pragma: no cover
-    from bench._util import (  # type: ignore[no-redef]
-        RSS_PRELUDE,
-        command_line,
-        fmt_mb,
-        fmt_s,
-        machine_info,
-        machine_line,
-        markdown_table,
-        now_utc,
-        run_python,
-        source_revision,
-        time_adaptive,
-        time_call,
-    )
+# _util sits beside this script, whether it runs as a script or as bench.bdm.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import (  # noqa: E402
+    RSS_PRELUDE,
+    command_line,
+    fmt_mb,
+    fmt_s,
+    machine_info,
+    machine_line,
+    markdown_table,
+    now_utc,
+    run_python,
+    source_revision,
+    time_adaptive,
+    time_call,
+)
 
 SEED = 20240611
 

@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,28 +27,18 @@ from momos import models as momos_models
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
-try:  # run as a script (python bench/codec.py) or as a module (python -m bench.codec)
-    from _util import (
-        command_line,
-        fmt_s,
-        machine_info,
-        machine_line,
-        markdown_table,
-        now_utc,
-        source_revision,
-        time_call,
-    )
-except ImportError:  # pragma: no cover
-    from bench._util import (  # type: ignore[no-redef]
-        command_line,
-        fmt_s,
-        machine_info,
-        machine_line,
-        markdown_table,
-        now_utc,
-        source_revision,
-        time_call,
-    )
+# _util sits beside this script, whether it runs as a script or as bench.codec.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import (  # noqa: E402
+    command_line,
+    fmt_s,
+    machine_info,
+    machine_line,
+    markdown_table,
+    now_utc,
+    source_revision,
+    time_call,
+)
 
 from momos.codec import decode, description_length, encode  # noqa: E402
 from momos.projection import MoMos  # noqa: E402

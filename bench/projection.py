@@ -35,6 +35,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -43,28 +44,18 @@ from momos import models as momos_models
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
-try:  # run as a script (python bench/projection.py) or as a module (python -m bench.projection)
-    from _util import (
-        command_line,
-        fmt_s,
-        machine_info,
-        machine_line,
-        markdown_table,
-        now_utc,
-        source_revision,
-        time_call,
-    )
-except ImportError:  # pragma: no cover
-    from bench._util import (  # type: ignore[no-redef]
-        command_line,
-        fmt_s,
-        machine_info,
-        machine_line,
-        markdown_table,
-        now_utc,
-        source_revision,
-        time_call,
-    )
+# _util sits beside this script, whether it runs as a script or as bench.projection.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import (  # noqa: E402
+    command_line,
+    fmt_s,
+    machine_info,
+    machine_line,
+    markdown_table,
+    now_utc,
+    source_revision,
+    time_call,
+)
 
 from momos.assign import nearest_motif  # noqa: E402
 from momos.blocks import layout_of, pool_parameters, to_blocks  # noqa: E402

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 
@@ -46,3 +47,26 @@ settings.register_profile(
     "dev", deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def ctm_cache(monkeypatch, tmp_path):
+    """(an empty CTM cache directory, the list of table conversions made while it is used).
+
+    The in-process table cache is cleared before and after, so every table is read from
+    this directory or converted into it.
+    """
+    import kcomplex.ctm
+
+    monkeypatch.setenv("KCOMPLEX_CACHE_DIR", str(tmp_path))
+    calls = []
+    convert = kcomplex.ctm._convert
+
+    def counting(*args):
+        calls.append(args)
+        return convert(*args)
+
+    monkeypatch.setattr(kcomplex.ctm, "_convert", counting)
+    kcomplex.ctm.load_table.cache_clear()
+    yield tmp_path, calls
+    kcomplex.ctm.load_table.cache_clear()

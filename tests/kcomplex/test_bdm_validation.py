@@ -124,20 +124,10 @@ CACHE_NAME = "ctm-b2-d12.npz"
 
 
 @pytest.fixture
-def fresh(monkeypatch, tmp_path):
-    """An empty cache directory and a cleared in-process cache; conversions counted."""
-    monkeypatch.setenv("KCOMPLEX_CACHE_DIR", str(tmp_path))
-    calls = []
-    convert = kcomplex.ctm._convert
-
-    def counting(*args):
-        calls.append(args)
-        return convert(*args)
-
-    monkeypatch.setattr(kcomplex.ctm, "_convert", counting)
-    load_table.cache_clear()
-    yield tmp_path / CACHE_NAME, calls
-    load_table.cache_clear()
+def fresh(ctm_cache):
+    """The binary 1-D cache file of an empty cache directory; conversions counted."""
+    folder, calls = ctm_cache
+    return folder / CACHE_NAME, calls
 
 
 def _members(path) -> dict[str, np.ndarray]:

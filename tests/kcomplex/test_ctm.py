@@ -26,20 +26,9 @@ def reference():
 
 
 @pytest.fixture
-def fresh(monkeypatch, tmp_path):
+def fresh(ctm_cache):
     """An empty cache directory and a cleared in-process cache; conversions counted."""
-    monkeypatch.setenv("KCOMPLEX_CACHE_DIR", str(tmp_path))
-    calls = []
-    convert = kcomplex.ctm._convert
-
-    def counting(*args):
-        calls.append(args)
-        return convert(*args)
-
-    monkeypatch.setattr(kcomplex.ctm, "_convert", counting)
-    load_table.cache_clear()
-    yield tmp_path, calls
-    load_table.cache_clear()
+    return ctm_cache
 
 
 def assert_same_table(a, b):
