@@ -231,8 +231,8 @@ def _size(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from .config import TrainConfig
-    from .experiment import cpu_threads, epoch_printer, resolve_threads
-    from .results import RunResult
+    from .progress import epoch_printer
+    from .threads import cpu_threads, resolve_threads
     from .train import train
 
     if args.nproc != 1:
@@ -253,8 +253,7 @@ def _train(args: argparse.Namespace) -> None:
         label = f"{cfg.method} s={cfg.s} {size}" if cfg.uses_momos else cfg.method
         callback = epoch_printer(label, cfg.epochs)
     with cpu_threads(resolve_threads(args.threads, cfg.model, cfg.device)):
-        res = RunResult.from_dict(train(cfg, args.out, resume=args.resume, progress=bars,
-                                        callback=callback))
+        res = train(cfg, args.out, resume=args.resume, progress=bars, callback=callback)
     if not lead:
         return
     summary = res.summary

@@ -10,23 +10,23 @@ as CSV and Markdown, and plots (:mod:`momos.report`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kcomplex.validation import check_int
-
-# Re-exported: the tables are part of this module's documented API (docs/tutorial-reproduce.md).
 from .config import TrainConfig
+from .progress import epoch_printer, progress_mode, run_line
 from .results import RunResult
+
+# Re-exported: the tables and thread helpers are part of this module's documented API
+# (docs/tutorial-reproduce.md, the ``threads`` parameter below).
 from .tables import format_table, markdown_table
+from .threads import cpu_threads, resolve_threads
 from .train import train
 
 __all__ = ["PAPER_CAPACITIES", "PAPER_S", "REPRODUCE_RUNS", "aggregate", "cpu_threads",
@@ -49,158 +49,15 @@ PAPER_CAPACITIES = (0.01, 0.05, 0.1, 0.2, 0.3)
 QUICK_EPOCHS = 3
 
 
-#: Models that ``threads="auto"`` trains on one CPU thread: their steps are a few small
-#: matrix products (the digits MLP: 3-4 ms), which torch's one-thread-per-core default
-#: splits so finely that, on cores other processes also use, OpenMP's waiting threads
-#: made a step 100-185 ms instead of 6-8 ms. Convolutions and attention do enough work
-#: per operation to gain from more threads on a quiet machine.
-SINGLE_THREAD_MODELS = frozenset({"mlp"})
-
-
-def resolve_threads(threads: int | str | None, model: str, device: str) -> int | None:
-    """The number of torch CPU threads a run should use, or None for torch's setting.
-
-    Parameters
-    ----------
-    threads : int, "auto" or None
-        A positive number of threads; ``"auto"``: 1 for a model of
-        :data:`SINGLE_THREAD_MODELS` on the CPU, else torch's setting; None: torch's setting.
-    model : str
-        The run's model name.
-    device : {"auto", "cpu", "cuda"}
-        The run's device; ``"auto"`` is the CPU when no CUDA device is available.
-
-    Returns
-    -------
-    int or None
-        Threads to set with :func:`torch.set_num_threads`, or None to leave them.
-
-    Raises
-    ------
-    TypeError
-        ``threads`` is neither an integer, ``"auto"`` nor None.
-    ValueError
-        ``threads`` is below 1.
-
-    Examples
-    --------
-    >>> resolve_threads("auto", "mlp", "cpu"), resolve_threads("auto", "resnet20", "cpu")
-    (1, None)
-    >>> resolve_threads(3, "resnet20", "cuda"), resolve_threads(None, "mlp", "cpu")
-    (3, None)
-    """
-    if threads is None:
-        return None
-    if threads == "auto":
-        if model not in SINGLE_THREAD_MODELS or device == "cuda":
-            return None
-        if device == "auto":
-            import torch
-
-            if torch.cuda.is_available():
-                return None
-        return 1
-    if isinstance(threads, str):
-        raise TypeError(f"threads must be a positive integer or 'auto', got {threads!r}")
-    return check_int(threads, "threads", minimum=1)
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch CPU threads, then restore the previous number.
-
-    Parameters
-    ----------
-    threads : int or None
-        Threads for :func:`torch.set_num_threads` (see :func:`resolve_threads`); None
-        leaves torch's setting alone.
-
-    Notes
-    -----
-    Training is deterministic for a given seed and number of threads; another number of
-    threads may change the last digits of the results (sums are split differently).
-
-    Examples
-    --------
-    >>> import torch
-    >>> before = torch.get_num_threads()
-    >>> with cpu_threads(1):
-    ...     torch.get_num_threads()
-    1
-    >>> torch.get_num_threads() == before
-    True
-    """
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(check_int(threads, "threads", minimum=1))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def epoch_printer(label: str, epochs: int, stream: TextIO | None = None
-                  ) -> Callable[[dict[str, Any]], None]:
-    """A ``callback`` for :func:`momos.train.train` that prints one line per finished epoch.
-
-    The plain progress report for when there are no progress bars (output to a file or a
-    pipe, ``--no-progress``): each line is flushed as the epoch ends, so a log shows
-    progress while the run goes on.
-
-    Parameters
-    ----------
-    label : str
-        What the run is, at the start of every line (``"momos s=2 c=0.05"``).
-    epochs : int
-        The run's number of epochs.
-    stream : file, optional
-        Where the lines go; default ``sys.stderr`` at the time of each line.
-
-    Returns
-    -------
-    callable
-        Takes an epoch's record (``epoch``, ``train_loss``, ``val_acc``, ...) and prints
-        ``"<label> epoch 3/30: train_loss 0.412, val_acc 0.951, 1.2 s"``, the time being
-        the wall time since the previous line (training and measuring).
-
-    Examples
-    --------
-    >>> import io
-    >>> out = io.StringIO()
-    >>> show = epoch_printer("baseline", 30, out)
-    >>> show({"epoch": 3, "train_loss": 0.4121, "val_acc": 0.95111})
-    >>> out.getvalue().split(":")[0]
-    'baseline epoch 3/30'
-    """
-    last = [time.perf_counter()]
-
-    def show(record: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        seconds, last[0] = now - last[0], now
-        print(f"{label} epoch {record['epoch']}/{epochs}: train_loss "
-              f"{record['train_loss']:.4f}, val_acc {record['val_acc']:.3f}, {seconds:.1f} s",
-              file=stream if stream is not None else sys.stderr, flush=True)
-
-    return show
-
-
-def _check_progress(progress: bool | str | None) -> None:
-    if progress is not None and progress not in (True, False, "lines"):
-        raise ValueError(f"progress must be True, False, 'lines' or None, got {progress!r}")
-
-
 def summarize(runs: Mapping[str, RunResult | Mapping[str, Any]]) -> pd.DataFrame:
     """One row per run: accuracy, complexity trained vs init, description lengths.
 
     Parameters
     ----------
     runs : dict
-        Run name -> result: a :class:`~momos.results.RunResult`, or the results dict that
-        :func:`momos.train.train` and :func:`momos.train.load_results` return.
+        Run name -> result: a :class:`~momos.results.RunResult`, as
+        :func:`momos.train.train` and :func:`momos.train.load_results` return, or the
+        content of a ``results.json`` (``RunResult.to_dict()``).
 
     Returns
     -------
@@ -249,9 +106,7 @@ def _run_all(configs: dict[str, TrainConfig], out: Path | None, resume: bool,
     ``progress``: True bars, False nothing, ``"lines"`` one line per epoch and per run on
     stderr, None bars when stderr is a terminal and lines otherwise.
     """
-    if progress is None:
-        progress = True if sys.stderr.isatty() else "lines"
-    bars, lines = progress is True, progress == "lines"
+    bars, lines = progress_mode(progress)
     results = {}
     for i, (name, cfg) in enumerate(tqdm(configs.items(), desc="runs", disable=not bars,
                                          leave=False), 1):
@@ -262,21 +117,16 @@ def _run_all(configs: dict[str, TrainConfig], out: Path | None, resume: bool,
             if stored.status == "finished" and stored.config == cfg.resolved():
                 results[name] = stored
                 if lines:
-                    _run_line(f"{label}: finished earlier, kept", stored)
+                    run_line(f"{label}: finished earlier, kept", stored)
                 continue
         t0 = time.perf_counter()
         callback = epoch_printer(label, cfg.epochs) if lines else None
         with cpu_threads(resolve_threads(threads, cfg.model, cfg.device)):
-            results[name] = RunResult.from_dict(train(cfg, rundir, resume=resume,
-                                                      progress=bars, callback=callback))
+            results[name] = train(cfg, rundir, resume=resume, progress=bars,
+                                  callback=callback)
         if lines:
-            _run_line(f"{label}: done in {time.perf_counter() - t0:.1f} s", results[name])
+            run_line(f"{label}: done in {time.perf_counter() - t0:.1f} s", results[name])
     return results
-
-
-def _run_line(head: str, res: RunResult) -> None:
-    print(f"{head}, test_acc {res.summary.test_acc:.3f}, {res.final.epoch} epochs",
-          file=sys.stderr, flush=True)
 
 
 def reproduce(
@@ -354,8 +204,8 @@ def reproduce(
     seeds = [seed] if isinstance(seed, int) else list(seed)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
-    _check_progress(progress)
-    resolve_threads(threads, model, device)  # a bad value fails before any run starts
+    progress_mode(progress)  # bad values fail before any run starts
+    resolve_threads(threads, model, device)
     outdir = _prepare(out)
     title = f"momos reproduce: {model} on {dataset}"
     tables = {}
@@ -469,7 +319,7 @@ def sweep(
     if not method.startswith("momos"):
         raise ValueError(f"sweep trains MoMos runs: method must be 'momos' or 'momos+qat', "
                          f"got {method!r}")
-    _check_progress(progress)
+    progress_mode(progress)  # bad values fail before any run starts
     resolve_threads(threads, model, device)
     if epochs is None:
         epochs = QUICK_EPOCHS if quick else 30

@@ -205,7 +205,7 @@ class RunResult:
     Examples
     --------
     >>> import momos
-    >>> res = RunResult.from_dict(momos.train(epochs=0, estimators=("bdm",), progress=False))
+    >>> res = momos.train(epochs=0, estimators=("bdm",), progress=False)
     >>> res.status, res.final.epoch, res.summary.description_length["coded"]
     ('finished', 0, 'raw float32')
     """
@@ -239,8 +239,7 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
-        """A result from the content of a ``results.json`` (or a dict :func:`momos.train`
-        returned).
+        """A result from the content of a ``results.json`` (as :meth:`to_dict` gives it).
 
         Raises
         ------
@@ -264,18 +263,14 @@ class RunResult:
 
     @classmethod
     def load(cls, path: str | Path) -> RunResult:
-        """:func:`load_results` as a :class:`RunResult`.
+        """The result in a run directory or ``results.json``: :func:`load_results`.
 
         Raises
         ------
         FileNotFoundError, ValueError
             As :func:`load_results`.
         """
-        results = load_results(path)
-        try:
-            return cls.from_dict(results)
-        except ValueError as err:
-            raise ValueError(f"{path} is not a momos results file ({err})") from err
+        return load_results(path)
 
 
 def parse_results(data: bytes | str) -> dict[str, Any]:
@@ -313,7 +308,7 @@ def parse_results(data: bytes | str) -> dict[str, Any]:
     return results
 
 
-def load_results(path: str | Path) -> dict[str, Any]:
+def load_results(path: str | Path) -> RunResult:
     """Read ``results.json`` from a run directory (or the file itself).
 
     Parameters
@@ -323,9 +318,9 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
     Returns
     -------
-    dict
-        The results, as :func:`momos.train` returns them (:meth:`RunResult.load` gives
-        them typed).
+    RunResult
+        The results, as :func:`momos.train` returns them (``to_dict()`` gives the file's
+        content).
 
     Raises
     ------
@@ -341,6 +336,6 @@ def load_results(path: str | Path) -> dict[str, Any]:
         path = path / "results.json"
     data = regular_file(path, "results file").read_bytes()
     try:
-        return parse_results(data)
-    except DamagedFile as err:
+        return RunResult.from_dict(parse_results(data))
+    except ValueError as err:  # DamagedFile, or a record or summary missing a field
         raise ValueError(f"{path} is not a momos results file ({err})") from err

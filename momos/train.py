@@ -83,7 +83,7 @@ def train(
     progress: bool | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     **overrides: Any,
-) -> dict[str, Any]:
+) -> RunResult:
     """Train one run and measure it at initialization and after every epoch.
 
     Parameters
@@ -108,20 +108,18 @@ def train(
 
     Returns
     -------
-    dict
-        The content of ``results.json``: ``format``, ``config`` (defaults resolved),
-        ``model`` (``n_params``, and ``m``/``k`` for MoMos), ``epochs`` (one record per
-        epoch 0..E with ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
-        ``test_loss``, ``test_acc``, ``lr`` (the rate the epoch trained with; at epoch 0 the
-        initial rate), ``sparsity``, ``l2``, ``complexity``
-        (``<estimator>_bits``), ``projection`` (MoMos: ``k``, ``distortion``, ``changed``)
-        and ``seconds``), ``summary`` (``test_acc``, ``best_epoch``, ``best_val_acc``,
-        ``best_test_acc``, ``complexity_ratio`` trained/init per estimator,
-        ``description_length`` with ``total_bits``, ``bound_bits``, ``trivial_bits``;
-        for MoMos also ``motif_counts``) and ``status`` (``running`` or ``finished``).
-        Identical on every rank of a data-parallel run. ``momos.RunResult.from_dict``
-        gives it typed; it stays a dict here because callers serialize and compare it as
-        the JSON it is.
+    RunResult
+        The run's result, what ``results.json`` holds (``to_dict()`` gives the file's
+        content): ``config`` (defaults resolved), ``model`` (``n_params``, and ``m``/``k``
+        for MoMos), ``epochs`` (one :class:`~momos.results.EpochRecord` per epoch 0..E with
+        ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``test_loss``,
+        ``test_acc``, ``lr`` (the rate the epoch trained with; at epoch 0 the initial rate),
+        ``sparsity``, ``l2``, ``complexity`` (``<estimator>_bits``), ``projection`` (MoMos:
+        ``k``, ``distortion``, ``changed``) and ``seconds``), ``summary`` (``test_acc``,
+        ``best_epoch``, ``best_val_acc``, ``best_test_acc``, ``complexity_ratio``
+        trained/init per estimator, ``description_length`` with ``total_bits``,
+        ``bound_bits``, ``trivial_bits``; for MoMos also ``motif_counts``) and ``status``
+        (``running`` or ``finished``). Identical on every rank of a data-parallel run.
 
     Raises
     ------
@@ -159,16 +157,16 @@ def train(
     Examples
     --------
     >>> res = train(method="momos", epochs=1, estimators=("bdm",), progress=False)
-    >>> [e["epoch"] for e in res["epochs"]], res["status"]
+    >>> [e.epoch for e in res.epochs], res.status
     ([0, 1], 'finished')
-    >>> dl = res["summary"]["description_length"]
+    >>> dl = res.summary.description_length
     >>> dl["total_bits"] < dl["trivial_bits"]
     True
     """
     cfg = (dataclasses.replace(config, **overrides) if config is not None
            else TrainConfig(**overrides))
     outdir = Path(out) if out is not None else None
-    return _train(cfg, outdir, resume, progress, callback, join_group(cfg.device)).to_dict()
+    return _train(cfg, outdir, resume, progress, callback, join_group(cfg.device))
 
 
 def _train(cfg: TrainConfig, outdir: Path | None, resume: bool, progress: bool | None,

@@ -84,7 +84,7 @@ def test_momos_outputs_honour_umask(tmp_path, mask_027):
 
     res = momos.train(method="momos", epochs=1, estimators=("bdm",), progress=False,
                       out=tmp_path / "run")
-    assert res["status"] == "finished"
+    assert res.status == "finished"
     files = [p for p in (tmp_path / "run").iterdir() if p.is_file() and p.name != ".lock"]
     assert {p.name for p in files} >= {"results.json", "last.pt", "final.safetensors",
                                        "final.momos", "init.safetensors"}

@@ -219,7 +219,8 @@ def _worker(base: Path, device: str) -> None:
     except Crash:
         pass
     resumed = mt.train(out=base / "resumed", resume=True, callback=check, **kw)
-    report = {"straight": straight, "resumed": resumed, "views": views,
+    # A RunResult on every rank; its results.json content travels in the report.
+    report = {"straight": straight.to_dict(), "resumed": resumed.to_dict(), "views": views,
               "agreed_before_broadcast": agreed, "writes": writes}
     (base / f"rank{rank}.json").write_text(json.dumps(report))
 

@@ -26,16 +26,16 @@ def test_reproduce_writes_runs_table_report_and_figures(tmp_path):
     assert list(table.index) == list(REPRODUCE_RUNS)
     for name in REPRODUCE_RUNS:
         res = load_results(tmp_path / name)
-        assert res["status"] == "finished"
-        dl = res["summary"]["description_length"]
+        assert res.status == "finished"
+        dl = res.summary.description_length
         assert table.loc[name, "exact_bits"] == dl["total_bits"]
-        assert table.loc[name, "bdm_ratio"] == res["summary"]["complexity_ratio"]["bdm"]
-        first, last = res["epochs"][0], res["epochs"][-1]
+        assert table.loc[name, "bdm_ratio"] == res.summary.complexity_ratio["bdm"]
+        first, last = res.epochs[0], res.epochs[-1]
         assert "gzip_rate_init" not in table.columns
         assert table.loc[name, "lzma_rate_trained"] == (
-            dl["trivial_bits"] / last["complexity"]["lzma_bits"])
+            dl["trivial_bits"] / last.complexity["lzma_bits"])
         assert table.loc[name, "lzma_rate_init"] == (
-            dl["trivial_bits"] / first["complexity"]["lzma_bits"])
+            dl["trivial_bits"] / first.complexity["lzma_bits"])
     assert table.loc["qat-q8", "rac_bound"] == 4.0
     assert table.loc["momos-s2-c0.05", "exact_bits"] < table.loc["baseline", "exact_bits"]
     on_disk = pd.read_csv(tmp_path / "summary.csv", index_col="run")
@@ -91,8 +91,8 @@ def test_cli_train(tmp_path, capsys):
                  "--no-progress"]) == 0
     text = capsys.readouterr().out
     res = load_results(out)
-    assert f"{res['summary']['description_length']['total_bits']:,}" in text
-    assert res["config"]["s"] == 4 and res["config"]["capacity"] == 0.02
+    assert f"{res.summary.description_length['total_bits']:,}" in text
+    assert res.config["s"] == 4 and res.config["capacity"] == 0.02
     assert main(["train", "--epochs", "1", "--out", str(out), "--no-progress"]) == 1
     assert "already holds a run" in capsys.readouterr().err
 

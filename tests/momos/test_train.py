@@ -23,7 +23,7 @@ def _run(tmp_path, name="run", **kw):
 
 
 def _strip_times(results):
-    out = json.loads(json.dumps(results))
+    out = json.loads(json.dumps(results.to_dict()))
     for e in out["epochs"]:
         e.pop("seconds")
     return out
@@ -103,38 +103,39 @@ def test_epoch_zero_is_the_untouched_initialization(runs):
         assert torch.equal(init[name], p.detach()), name
     # Epoch 0's measurements are those of that model, computed independently here.
     total = kcomplex.analyze(fresh, list(FAST), per_tensor=False, progress=False).total
-    e0 = res["epochs"][0]
-    assert e0["epoch"] == 0 and e0["projection"] is None
+    e0 = res.epochs[0]
+    assert e0.epoch == 0 and e0.projection is None
     for key in FAST:
-        assert e0["complexity"][f"{key}_bits"] == float(total[f"{key}_bits"]), key
+        assert e0.complexity[f"{key}_bits"] == float(total[f"{key}_bits"]), key
     flat = torch.cat([p.detach().reshape(-1) for p in fresh.parameters()]).double()
-    assert e0["l2"] == pytest.approx(float(flat.norm()), rel=1e-12)
-    assert e0["sparsity"] == float((flat == 0).double().mean())
+    assert e0.l2 == pytest.approx(float(flat.norm()), rel=1e-12)
+    assert e0.sparsity == float((flat == 0).double().mean())
     # Same seed, same initialization for every method (QAT measures its quantized view).
     for method in METHODS:
         assert load_file(runs[method][1] / "init.safetensors").keys() == init.keys()
-    assert runs["baseline"][0]["epochs"][0]["complexity"] == e0["complexity"]
+    assert runs["baseline"][0].epochs[0].complexity == e0.complexity
 
 
 def test_results_have_the_documented_fields(runs):
     res, out = runs["momos"]
-    assert load_results(out) == json.loads((out / "results.json").read_text()) == res
-    assert res["status"] == "finished" and [e["epoch"] for e in res["epochs"]] == [0, 1, 2]
-    for e in res["epochs"]:
+    assert (load_results(out).to_dict() == json.loads((out / "results.json").read_text())
+            == res.to_dict())
+    assert res.status == "finished" and [e.epoch for e in res.epochs] == [0, 1, 2]
+    for e in res.epochs:
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                     "lr", "sparsity", "l2", "seconds"):
-            assert np.isfinite(e[key]), key
-        assert set(e["complexity"]) == {f"{k}_bits" for k in FAST}
-    s = res["summary"]
-    assert s["test_acc"] == res["epochs"][-1]["test_acc"]
-    assert s["best_val_acc"] == max(e["val_acc"] for e in res["epochs"])
-    assert s["best_test_acc"] == res["epochs"][s["best_epoch"]]["test_acc"]
+            assert np.isfinite(getattr(e, key)), key
+        assert set(e.complexity) == {f"{k}_bits" for k in FAST}
+    s = res.summary
+    assert s.test_acc == res.epochs[-1].test_acc
+    assert s.best_val_acc == max(e.val_acc for e in res.epochs)
+    assert s.best_test_acc == res.epochs[s.best_epoch].test_acc
     for key in ("total_bits", "bound_bits", "trivial_bits"):
-        assert key in s["description_length"]
-    assert s["complexity_ratio"]["bdm"] == pytest.approx(
-        res["epochs"][-1]["complexity"]["bdm_bits"] / res["epochs"][0]["complexity"]["bdm_bits"])
-    assert sum(s["motif_counts"]) == res["model"]["m"]
-    assert len(s["motif_counts"]) == res["model"]["k"]
+        assert key in s.description_length
+    assert s.complexity_ratio["bdm"] == pytest.approx(
+        res.epochs[-1].complexity["bdm_bits"] / res.epochs[0].complexity["bdm_bits"])
+    assert sum(s.motif_counts) == res.model.m
+    assert len(s.motif_counts) == res.model.k
     for f in ("init.safetensors", "best.safetensors", "final.safetensors", "final.momos",
               "best.momos", "last.pt"):
         assert (out / f).exists(), f
@@ -142,14 +143,14 @@ def test_results_have_the_documented_fields(runs):
 
 
 def test_lr_is_the_rate_each_epoch_trained_with(runs):
-    lr = [e["lr"] for e in runs["baseline"][0]["epochs"]]
+    lr = [e.lr for e in runs["baseline"][0].epochs]
     # Cosine over 2 epochs: epoch 1 trains at the initial rate, epoch 2 at half of it.
     assert lr == [3e-4, 3e-4, pytest.approx(1.5e-4, rel=1e-12)]
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_learns_on_digits(runs, method):
-    accs = [e["val_acc"] for e in runs[method][0]["epochs"]]
+    accs = [e.val_acc for e in runs[method][0].epochs]
     assert accs[-1] > accs[0] + 0.2, accs  # chance is 0.1; a broken step stays near it
 
 
@@ -159,8 +160,8 @@ def test_results_json_is_complete_after_every_epoch(tmp_path):
 
     def check(record):
         on_disk = load_results(out)
-        assert on_disk["epochs"][-1]["epoch"] == record["epoch"]
-        assert on_disk["status"] == "running"
+        assert on_disk.final.epoch == record["epoch"]
+        assert on_disk.status == "running"
         seen.append(record["epoch"])
 
     train(out=out, epochs=1, estimators=("zstd",), progress=False, callback=check)
@@ -174,7 +175,7 @@ def test_final_measurements_match_the_final_checkpoint(runs, method):
     ordered = {n: final[n] for n in _names()}  # BDM reads the vector in parameter order
     total = kcomplex.analyze(ordered, list(FAST), per_tensor=False, progress=False).total
     for key in FAST:
-        assert res["epochs"][-1]["complexity"][f"{key}_bits"] == float(total[f"{key}_bits"])
+        assert res.final.complexity[f"{key}_bits"] == float(total[f"{key}_bits"])
 
 
 def test_qat_weights_are_quantized(runs):
@@ -195,7 +196,7 @@ def test_evaluated_model_is_the_checkpoint(runs):
     x, y = splits.test.tensors
     with torch.no_grad():
         acc = (model(x).argmax(1) == y).double().mean().item()
-    assert acc == res["summary"]["test_acc"]
+    assert acc == res.summary.test_acc
 
 
 # ----------------------------------------------------------------------------- MoMos runs
@@ -208,12 +209,12 @@ def _check_momos_files(res, out, s):
     assert set(decoded) == set(final)
     for name in final:
         assert torch.equal(decoded[name], final[name]), name
-    dl = res["summary"]["description_length"]
+    dl = res.summary.description_length
     assert dl["total_bits"] == 8 * len(data)
     assert dl["mosaic_bits"] <= dl["mosaic_bits_fixed"]
-    assert dl["total_bits"] < dl["trivial_bits"] == 32 * res["model"]["n_params"]
-    assert _distinct_blocks(final.values(), s) <= res["model"]["k"]
-    assert res["epochs"][-1]["projection"]["k"] == res["model"]["k"]
+    assert dl["total_bits"] < dl["trivial_bits"] == 32 * res.model.n_params
+    assert _distinct_blocks(final.values(), s) <= res.model.k
+    assert res.final.projection["k"] == res.model.k
 
 
 def test_momos_weights_are_motifs_and_decode_exactly(runs):
@@ -236,9 +237,9 @@ def test_momos_qat_stores_latent_motifs_and_quantizes_them(runs):
             assert torch.equal(fake_quantize(w, 8), final[name]), name
         else:
             assert torch.equal(w, final[name]), name
-    assert _distinct_blocks(latent.values(), 2) <= res["model"]["k"]
-    assert _distinct_blocks(final.values(), 2) > res["model"]["k"]  # per-tensor scales
-    dl = res["summary"]["description_length"]
+    assert _distinct_blocks(latent.values(), 2) <= res.model.k
+    assert _distinct_blocks(final.values(), 2) > res.model.k  # per-tensor scales
+    dl = res.summary.description_length
     assert dl["bound_bits"] < dl["trivial_bits"] and dl["total_bits"] == 8 * len(
         (out / "final.momos").read_bytes())
 
@@ -252,7 +253,7 @@ def test_resnet_with_buffers_trains_and_checkpoints(tmp_path):
     # Only trainable weights are in the .momos stream: the paper's weight vector.
     assert set(decode((out / "final.momos").read_bytes())) == {
         n for n, p in model.named_parameters()}
-    assert res["summary"]["description_length"]["trivial_bits"] == 32 * sum(
+    assert res.summary.description_length["trivial_bits"] == 32 * sum(
         p.numel() for p in model.parameters())
 
 
@@ -265,7 +266,7 @@ def test_same_seed_same_run(tmp_path, runs):
     assert _strip_times(a) == _strip_times(b)
     assert (out_a / "final.momos").read_bytes() == (out_b / "final.momos").read_bytes()
     c, _ = _run(tmp_path, "c", seed=1, epochs=0)
-    assert c["epochs"][0]["l2"] != a["epochs"][0]["l2"]
+    assert c.epochs[0].l2 != a.epochs[0].l2
 
 
 class _Crash(Exception):
@@ -283,7 +284,7 @@ def test_resume_continues_bit_identically(tmp_path, runs):
     kw = dict(method="momos+qat", epochs=2, estimators=FAST, progress=False)
     with pytest.raises(_Crash):
         train(out=out, callback=crash_after_one, **kw)
-    assert load_results(out)["status"] == "running"
+    assert load_results(out).status == "running"
     resumed = train(out=out, resume=True, **kw)
     assert _strip_times(resumed) == _strip_times(straight)
     for f in ("final.safetensors", "final.momos", "best.safetensors"):
@@ -312,14 +313,14 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 def test_resume_without_a_run_starts_one(tmp_path):
     res = train(out=tmp_path / "new", epochs=0, estimators=FAST, progress=False, resume=True)
-    assert res["status"] == "finished" and len(res["epochs"]) == 1
+    assert res.status == "finished" and len(res.epochs) == 1
 
 
 def test_no_output_directory_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = train(epochs=0, estimators=FAST, progress=False)
     assert list(tmp_path.iterdir()) == []
-    assert res["summary"]["description_length"]["coded"] == "raw float32"
+    assert res.summary.description_length["coded"] == "raw float32"
 
 
 @pytest.mark.cuda
@@ -330,4 +331,4 @@ def test_cuda_run_decodes_exactly(tmp_path):
     final = load_file(out / "final.safetensors")
     decoded = decode((out / "final.momos").read_bytes())
     assert all(torch.equal(decoded[n], final[n]) for n in final)
-    assert res["epochs"][-1]["val_acc"] > res["epochs"][0]["val_acc"]
+    assert res.final.val_acc > res.epochs[0].val_acc

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from momos.results import RunResult
 from momos.train import RESULTS_FORMAT, load_results, train
 
 mt = importlib.import_module("momos.train")  # the module, not the function momos.train
@@ -31,8 +32,8 @@ class _Crash(Exception):
     pass
 
 
-def _strip_times(results: dict) -> dict:
-    out = json.loads(json.dumps(results))
+def _strip_times(results: RunResult) -> dict:
+    out = json.loads(json.dumps(results.to_dict()))
     for e in out["epochs"]:
         e.pop("seconds")
     return out
@@ -44,7 +45,7 @@ def straight(tmp_path_factory):
     return train(out=out, **KW), out
 
 
-def _assert_same_run(out: Path, resumed: dict, straight) -> None:
+def _assert_same_run(out: Path, resumed: RunResult, straight) -> None:
     expected, expected_out = straight
     assert _strip_times(resumed) == _strip_times(expected)
     assert _strip_times(load_results(out)) == _strip_times(expected)
@@ -170,7 +171,7 @@ def test_a_second_process_on_the_same_directory_is_refused(tmp_path, capsys):
         _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     res = load_results(out)  # the holder's run alone, finished
-    assert res["status"] == "finished" and res["config"]["seed"] == 0
+    assert res.status == "finished" and res.config["seed"] == 0
 
 
 def test_the_lock_of_a_killed_run_does_not_block(tmp_path):
@@ -181,7 +182,7 @@ def test_the_lock_of_a_killed_run_does_not_block(tmp_path):
     assert (out / ".lock").read_text().strip() == str(proc.pid)  # left behind
     res = train(out=out, resume=True, method="momos", epochs=1, estimators=("bdm",),
                 progress=False, seed=0)
-    assert res["status"] == "finished" and [e["epoch"] for e in res["epochs"]] == [0, 1]
+    assert res.status == "finished" and [e.epoch for e in res.epochs] == [0, 1]
     assert (out / ".lock").read_text().strip() == str(os.getpid())
 
 
@@ -199,7 +200,7 @@ def test_a_second_run_in_the_same_process_is_refused(tmp_path):
     train(out=out, callback=nested, **KW)
     assert len(errors) == 1
     # The lock goes with the run: the directory is free again.
-    assert train(out=out, resume=True, **KW)["status"] == "finished"
+    assert train(out=out, resume=True, **KW).status == "finished"
 
 
 def test_a_lock_that_is_not_a_file_is_refused(tmp_path):
