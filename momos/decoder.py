@@ -14,7 +14,8 @@ import zlib
 import numpy as np
 import torch
 
-from kcomplex.mdl import BitReader, dequantize_uniform, unpack_fields
+from kcomplex.bitstream import BitReader, unpack_fields
+from kcomplex.mdl import dequantize_uniform
 
 from .readers import CodedMosaic, FixedMosaic, check_zstd, inflate
 from .sections import (

@@ -16,12 +16,8 @@ import torch
 import zstandard
 from torch import nn
 
-from kcomplex.mdl import (
-    BitWriter,
-    coded_bits,
-    pack_fields,
-    quantize_uniform,
-)
+from kcomplex.bitstream import BitWriter, pack_fields
+from kcomplex.mdl import coded_bits, quantize_uniform
 
 from .blocks import BlockLayout
 from .sections import (

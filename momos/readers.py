@@ -11,7 +11,8 @@ import constriction
 import numpy as np
 import zstandard
 
-from kcomplex.mdl import BitReader, categorical_model
+from kcomplex.bitstream import BitReader
+from kcomplex.mdl import categorical_model
 
 from .sections import CodecError
 

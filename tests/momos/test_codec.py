@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from kcomplex.bitstream import BitWriter
 from kcomplex.files import write_atomic
-from kcomplex.mdl import BitWriter, dequantize_uniform, quantize_uniform
+from kcomplex.mdl import dequantize_uniform, quantize_uniform
 from momos.blocks import layout_of
 from momos.codec import CodecError, decode, description_length, encode, stream_info
 from momos.projection import MoMos

@@ -16,7 +16,8 @@ import torch
 import zstandard
 from torch import nn
 
-from kcomplex.mdl import BitWriter, dequantize_uniform, quantize_uniform
+from kcomplex.bitstream import BitWriter
+from kcomplex.mdl import dequantize_uniform, quantize_uniform
 from momos import codec
 from momos.blocks import layout_of
 from momos.codec import CodecError, decode, encode, stream_info
