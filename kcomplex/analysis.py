@@ -244,7 +244,9 @@ def analyze(
     trainable_only : bool
         For modules: only parameters with ``requires_grad``; the frozen ones left out
         are counted in the ``(all)`` row's notes and in ``meta["frozen_params"]`` and
-        ``meta["frozen_tensors"]``.
+        ``meta["frozen_tensors"]``. Other inputs, files among them, carry no
+        ``requires_grad`` flag and are read whole whatever its value: with `client`,
+        which reads files only, it changes nothing, as for a file here.
     nonfinite : {"raise", "drop"}
         NaN/Inf weights are an error by default; ``"drop"`` leaves them out and says so
         in ``notes`` and ``meta``. Finite values too large for float32 (the dtype
@@ -253,8 +255,11 @@ def analyze(
         A progress bar on stderr; default: only when stderr is a terminal.
     client : dask.distributed.Client, optional
         Run on this Dask cluster: `x` must then be a file, a list of files or a
-        ``.safetensors.index.json``; see :func:`kcomplex.distributed.analyze`, which
-        gives the same report.
+        ``.safetensors.index.json`` that every worker can read; see
+        :func:`kcomplex.distributed.analyze`, which gives the same report as this
+        function without a client, option for option. An array, tensor, module or dict
+        cannot be sent to the workers: save it (``safetensors.numpy.save_file``) and
+        pass the path, or call without `client`.
 
     Returns
     -------
@@ -263,7 +268,8 @@ def analyze(
     Raises
     ------
     TypeError
-        `estimators` is not a string or a list of strings (``None``, say).
+        `estimators` is not a string or a list of strings (``None``, say); with
+        `client`, `x` is not a path or a list of paths (the message says what to pass).
     ValueError
         Unknown, repeated or no estimators, NaN/Inf weights (unless dropped), values that
         overflow float32, no weights at all.
@@ -281,6 +287,8 @@ def analyze(
     if client is not None:
         from .distributed import analyze as distributed_analyze
 
+        # trainable_only is not passed on: it only selects a module's parameters, and
+        # the cluster reads files only (distributed_analyze refuses anything else).
         return distributed_analyze(x, estimators, client=client, per_tensor=per_tensor,
                                    nonfinite=nonfinite, progress=progress)
     if nonfinite not in _NONFINITE:

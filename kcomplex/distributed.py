@@ -38,8 +38,6 @@ other in this process: a checkpoint larger than memory is analyzed with bounded 
 
 from __future__ import annotations
 
-import errno
-import json
 import math
 import os
 import uuid
@@ -47,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,8 +59,7 @@ from .estimators import (
     _entropy_bits,
     resolve_estimators,
 )
-from .files import regular_file
-from .io import WeightsFormatError, _iter_chunks, _plan_path, weight_shapes
+from .io import INDEX_SUFFIX, _iter_chunks, read_index, weight_shapes
 
 __all__ = ["analyze", "connect"]
 
@@ -76,9 +73,6 @@ _CODECS = ("gzip", "bz2", "lzma", "zstd")
 # per slice of this many.
 _MAX_CELLS = (1 << 15) - 1
 _SLICE = 1 << 20
-
-# The largest index read: real ones list a few thousand names in well under 1 MiB.
-_MAX_INDEX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -97,78 +91,6 @@ class _Tensor:
 # --- which tensors ---------------------------------------------------------------------
 
 
-def _read_index(index: Path) -> dict[str, str]:
-    """The ``weight_map`` of a ``.safetensors.index.json``: tensor names to shard names."""
-    try:
-        regular_file(index, "index")
-    except ValueError as exc:
-        raise WeightsFormatError(str(exc)) from None
-    with open(index, "rb") as fh:
-        # An index lists names only: anything this large is not one, and is not read.
-        raw = fh.read(_MAX_INDEX_BYTES + 1)
-    if len(raw) > _MAX_INDEX_BYTES:
-        raise WeightsFormatError(
-            f"{index}: larger than {_MAX_INDEX_BYTES >> 20} MiB, too large for a "
-            "safetensors index (a JSON object with a 'weight_map' of tensor names to shard "
-            "files)"
-        )
-    try:
-        content = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        # RecursionError: nesting deeper than the parser's stack, never a real index.
-        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise WeightsFormatError(f"{index}: not a readable JSON file: {detail}") from None
-    weight_map = content.get("weight_map") if isinstance(content, dict) else None
-    if not isinstance(weight_map, dict) or not weight_map:
-        raise WeightsFormatError(
-            f"{index}: not a safetensors index: expected a JSON object with a non-empty "
-            "'weight_map' object of tensor names to shard files"
-        )
-    for name, file in weight_map.items():
-        if not isinstance(file, str):
-            raise WeightsFormatError(
-                f"{index}: the shard of tensor {name!r} must be a file name (a string), got "
-                f"{json.dumps(file)[:80]}"
-            )
-    return weight_map
-
-
-def _shard_path(index: Path, file: str) -> Path:
-    """Shard `file` of `index`, which must name a file in the index's folder (or below it):
-    an index is data, often downloaded, and may not send the reader elsewhere."""
-    name = PurePath(file)
-    if not name.parts or name.is_absolute() or name.anchor or ".." in name.parts:
-        raise WeightsFormatError(
-            f"{index}: shard {file!r} is not inside the index's folder {index.parent}; an "
-            "index may only name files in its own folder (to analyze files elsewhere, pass "
-            "their paths as a list instead of the index)"
-        )
-    return index.parent / name
-
-
-def _shards(index: Path) -> list[Path]:
-    """The shard files of a ``.safetensors.index.json``, in the order of their names
-    (``model-00001-of-00003...``), each checked to lie in the index's folder and to hold
-    the tensors the index maps to it."""
-    weight_map = _read_index(index)
-    shards = []
-    for file in sorted(set(weight_map.values())):
-        shard = _shard_path(index, file)
-        if not shard.exists():
-            raise FileNotFoundError(
-                errno.ENOENT, f"shard {file!r} of {index} is missing", str(shard)
-            )
-        held = {e.name for e in _plan_path(shard).entries}
-        missing = [n for n, f in weight_map.items() if f == file and n not in held]
-        if missing:
-            raise WeightsFormatError(
-                f"{shard}: has no tensor {missing[0]!r}, which {index.name} maps to it"
-                + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else "")
-            )
-        shards.append(shard)
-    return shards
-
-
 def _tensors(x: Any) -> list[_Tensor]:
     """The tensors of a path, a list of paths or an index, in the weight vector's order."""
     if isinstance(x, (str, os.PathLike)):
@@ -177,15 +99,20 @@ def _tensors(x: Any) -> list[_Tensor]:
         paths = list(x)
     else:
         raise TypeError(
-            "kcomplex.distributed.analyze reads files: pass a path, a non-empty list of "
-            "paths, or a model.safetensors.index.json; for arrays, modules and state "
-            f"dicts use kcomplex.analyze (got a {type(x).__name__})"
+            "kcomplex.distributed.analyze and kcomplex.analyze(client=...) read files, "
+            "which each worker opens itself: pass a path, a non-empty list of paths, or a "
+            f"model.safetensors.index.json (got a {type(x).__name__}). Arrays, tensors, "
+            "modules and state dicts cannot be sent to the workers: save them and pass the "
+            "path (safetensors.numpy.save_file(weights, 'model.safetensors') for a dict of "
+            "arrays, safetensors.torch.save_file(module.state_dict(), 'model.safetensors') "
+            "for a module), or analyze them in this process: kcomplex.analyze(x) without "
+            "client"
         )
     tensors: list[_Tensor] = []
     where: dict[str, Path] = {}
     for given in paths:
         path = Path(os.fsdecode(os.fspath(given))).absolute()
-        for file in _shards(path) if path.name.endswith(".json") else [path]:
+        for file in read_index(path) if path.suffix.lower() == INDEX_SUFFIX else [path]:
             for name, shape in weight_shapes(file).items():
                 if name in where:
                     raise ValueError(f"tensor {name!r} is in both {where[name]} and {file}")
@@ -598,9 +525,10 @@ def analyze(
         A file :func:`kcomplex.load_weights` reads, several (one weight vector: the
         files in the given order, each file's tensors in :func:`~kcomplex.load_weights`
         order), or a sharded checkpoint's ``*.safetensors.index.json`` (its shards in
-        the order of their file names; the index may only name files in its own folder
-        or below it, links there are followed). Every path must be readable on every
-        worker.
+        the order of their file names, as :func:`kcomplex.io.read_index` lists them and
+        :func:`kcomplex.load_weights` reads them; the index may only name files in its
+        own folder or below it, links there are followed). Every path must be readable
+        on every worker.
     estimators : str or sequence of str
         As for :func:`kcomplex.analyze`.
     client : dask.distributed.Client, optional
@@ -627,7 +555,8 @@ def analyze(
         corrupt file or index, a path that is not a regular file (a FIFO, a device), or
         an index that names a shard outside its folder or a shard that is not a string.
     TypeError
-        If `x` is not a path or a list of paths.
+        If `x` is not a path or a list of paths (an array, a module or a dict: save it
+        and pass the path, or use :func:`kcomplex.analyze` without a client).
 
     Examples
     --------

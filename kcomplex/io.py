@@ -41,6 +41,15 @@ Files, by suffix
   format does not record the model's order; files written by the safetensors
   library sort tensors by dtype size, then by name.  ``safe_open().keys()``
   is sorted by name, so it differs from the order used here.
+- ``.json``: a sharded checkpoint's index (``model.safetensors.index.json``,
+  ``pytorch_model.bin.index.json``): a JSON object whose ``weight_map`` maps
+  tensor names to shard files.  The tensors are those of every shard, each
+  shard read as a file of its own suffix (its ``"module."`` prefix removed on
+  its own), the shards in the order of their file names
+  (``model-00001-of-00003...``), not of the ``weight_map``, and within a shard
+  in the order above.  :func:`kcomplex.distributed.analyze` uses the same
+  order, via :func:`read_index`, so both give the same weight vector.  Shards
+  must lie in the index's folder or below it (see :func:`read_index`).
 
 Only regular files are read (symbolic links are followed to one): a FIFO, a
 device (``/dev/zero``, ``/dev/null``) or a socket is refused with its path,
@@ -76,7 +85,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -85,12 +94,26 @@ from .files import regular_file
 from .symbols import to_numpy
 from .validation import check_int
 
-__all__ = ["SUFFIXES", "WeightsFormatError", "iter_weights", "load_weights", "weight_shapes"]
+__all__ = [
+    "INDEX_SUFFIX",
+    "SUFFIXES",
+    "WeightsFormatError",
+    "iter_weights",
+    "load_weights",
+    "read_index",
+    "weight_shapes",
+]
 
 _SINGLE_NAME = "weights"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 _DDP_PREFIX = "module."
 _MAX_LISTED = 5
+
+#: The suffix of a sharded checkpoint's index (case-insensitive), read by :func:`read_index`.
+INDEX_SUFFIX = ".json"
+
+# The largest index read: real ones list a few thousand names in well under 1 MiB.
+_MAX_INDEX_BYTES = 64 << 20
 
 # Safetensors dtypes that numpy reads directly (the format is little-endian).
 _ST_NUMPY = {
@@ -151,6 +174,8 @@ class _Plan:
     entries: list[_Entry]
     skipped: list[str]
     open: Callable[[], AbstractContextManager[Any]] = nullcontext
+    # False where names are final: an index's shards lose the prefix each on its own.
+    strip_prefix: bool = True
 
 
 def iter_weights(
@@ -169,7 +194,9 @@ def iter_weights(
     x : numpy.ndarray, torch.Tensor, torch.nn.Module, mapping, str or os.PathLike
         An array or tensor, a module, a state dict (or a checkpoint wrapping
         one), or the path of a ``.npy``, ``.npz``, ``.pt``, ``.pth``,
-        ``.bin`` or ``.safetensors`` file.
+        ``.bin`` or ``.safetensors`` file, or of a sharded checkpoint's index
+        (``model.safetensors.index.json``: every shard's tensors, see
+        :func:`read_index`).
     trainable_only : bool
         For a module, only parameters with ``requires_grad``.  Other inputs
         carry no such flag, and ignore it.
@@ -185,14 +212,16 @@ def iter_weights(
     TypeError
         If `x` is none of the accepted kinds, or a mapping has a non-string key.
     FileNotFoundError
-        If the path does not exist.
+        If the path, or a shard an index names, does not exist.
     ValueError
-        If the suffix is unsupported, or no tensor is left to yield.
+        If the suffix is unsupported, no tensor is left to yield, or two
+        shards of an index hold a tensor of the same name.
     WeightsFormatError
         If the path is not a regular file (a FIFO, a device), the file is
-        corrupt or truncated (a header declares more data than it holds), or a
+        corrupt or truncated (a header declares more data than it holds), a
         torch file holds pickled objects other than tensors and plain
-        containers (they are never unpickled) or is a TorchScript archive.
+        containers (they are never unpickled) or is a TorchScript archive, or
+        an index is malformed (see :func:`read_index`).
     ModuleNotFoundError
         If the input needs torch and it is not installed.
 
@@ -250,8 +279,8 @@ def weight_shapes(
 ) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the tensors :func:`load_weights` would return.
 
-    ``.safetensors``, ``.npy`` and ``.npz`` files are read for their headers
-    only; a torch file is loaded whole.
+    ``.safetensors``, ``.npy`` and ``.npz`` files (and such shards of an index)
+    are read for their headers only; a torch file is loaded whole.
 
     Parameters
     ----------
@@ -288,11 +317,7 @@ def _generate(plan: _Plan, entries: list[_Entry]) -> Iterator[tuple[str, np.ndar
 
 def _select(plan: _Plan, floating_only: bool) -> list[_Entry]:
     """Apply the prefix and dtype rules; raise if nothing is left."""
-    entries = plan.entries
-    if entries and all(
-        e.name.startswith(_DDP_PREFIX) and len(e.name) > len(_DDP_PREFIX) for e in entries
-    ):
-        entries = [replace(e, name=e.name[len(_DDP_PREFIX) :]) for e in entries]
+    entries = _strip_prefix(plan.entries) if plan.strip_prefix else plan.entries
     kept, skipped = [], list(plan.skipped)
     for e in entries:
         if e.kind == "other":
@@ -309,6 +334,15 @@ def _select(plan: _Plan, floating_only: bool) -> list[_Entry]:
             f"no weights in {plan.source}: skipped {', '.join(skipped[:_MAX_LISTED])}{more}"
         )
     return kept
+
+
+def _strip_prefix(entries: list[_Entry]) -> list[_Entry]:
+    """`entries` without the ``"module."`` prefix, when every name has it."""
+    if entries and all(
+        e.name.startswith(_DDP_PREFIX) and len(e.name) > len(_DDP_PREFIX) for e in entries
+    ):
+        return [replace(e, name=e.name[len(_DDP_PREFIX) :]) for e in entries]
+    return entries
 
 
 # --- in-memory inputs ----------------------------------------------------------------
@@ -341,7 +375,7 @@ def _plan(x: Any, trainable_only: bool) -> _Plan:
         f"cannot read weights from a {type(x).__module__}.{type(x).__qualname__}; expected "
         "a numpy.ndarray, a torch.Tensor, a torch.nn.Module, a mapping of names to "
         "arrays or tensors (a state dict), or a path (str or os.PathLike) to a "
-        f"{', '.join(SUFFIXES)} file"
+        f"{', '.join(SUFFIXES)} file or a sharded checkpoint's index (*{INDEX_SUFFIX})"
     )
 
 
@@ -461,13 +495,21 @@ def _plan_path(path: Path) -> _Plan:
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "a directory, not a weights file", str(path))
     _regular(path)
+    if path.suffix.lower() == INDEX_SUFFIX:
+        return _plan_index(path)
+    return _plan_file(path)
+
+
+def _plan_file(path: Path) -> _Plan:
+    """The plan of a weights file (not an index: a shard never names further shards)."""
     suffix = path.suffix.lower()
     planner = _PLANNERS.get(suffix)
     if planner is None:
         found = f"suffix {suffix!r}" if suffix else "no suffix"
         hint = f"; {_NOT_READ[suffix]}" if suffix in _NOT_READ else ""
         raise ValueError(
-            f"{path}: unsupported file type ({found}); supported: {', '.join(SUFFIXES)}{hint}"
+            f"{path}: unsupported file type ({found}); supported: {', '.join(SUFFIXES)}, "
+            f"or a sharded checkpoint's index (*{INDEX_SUFFIX}){hint}"
         )
     return planner(path)
 
@@ -851,6 +893,189 @@ def _read_bfloat16(
 def _widen_bfloat16(bits: np.ndarray) -> np.ndarray:
     """float32 values of bfloat16 bit patterns (``uint16``): the top half of a float32."""
     return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+# --- sharded checkpoints ---------------------------------------------------------------
+
+
+def read_index(index: str | os.PathLike) -> list[Path]:
+    """The shard files of a sharded checkpoint's index, in the order they are read.
+
+    An index (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``) is a
+    JSON object whose ``weight_map`` maps tensor names to shard files.  The shards come
+    in the order of their file names (``model-00001-of-00003...``), the order in which
+    :func:`load_weights` and :func:`kcomplex.distributed.analyze` concatenate them.
+    An index is data, often downloaded, so it may not send the reader elsewhere: every
+    shard must be named relative to the index's folder, without ``..`` (links there are
+    followed).
+
+    Parameters
+    ----------
+    index : str or os.PathLike
+        The index file.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Each shard once, as ``index``'s folder joined with the name the index gives.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the index or a shard it names does not exist (its path is named).
+    WeightsFormatError
+        If the index is not a regular file, too large (over 64 MiB), not JSON, has no
+        non-empty ``weight_map`` object, maps a tensor to something other than a file
+        name, names a shard outside its folder or another index, or a shard lacks a
+        tensor the index maps to it; also for a shard :func:`load_weights` cannot read.
+    ValueError
+        If a shard has an unsupported suffix.
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> import numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> np.savez(os.path.join(folder, "part-2.npz"), x=np.ones(3))
+    >>> np.savez(os.path.join(folder, "part-1.npz"), y=np.zeros(2))
+    >>> index = os.path.join(folder, "model.index.json")
+    >>> with open(index, "w") as fh:
+    ...     json.dump({"weight_map": {"x": "part-2.npz", "y": "part-1.npz"}}, fh)
+    >>> [p.name for p in read_index(index)]
+    ['part-1.npz', 'part-2.npz']
+    >>> list(load_weights(index))
+    ['y', 'x']
+    """
+    return [shard for shard, _ in _index_plans(Path(os.fsdecode(os.fspath(index))))]
+
+
+def _weight_map(index: Path) -> dict[str, str]:
+    """The ``weight_map`` of an index: tensor names to shard names."""
+    try:
+        regular_file(index, "index")
+    except ValueError as exc:
+        raise WeightsFormatError(str(exc)) from None
+    with open(index, "rb") as fh:
+        # An index lists names only: anything this large is not one, and is not read.
+        raw = fh.read(_MAX_INDEX_BYTES + 1)
+    if len(raw) > _MAX_INDEX_BYTES:
+        raise WeightsFormatError(
+            f"{index}: larger than {_MAX_INDEX_BYTES >> 20} MiB, too large for a "
+            "safetensors index (a JSON object with a 'weight_map' of tensor names to shard "
+            "files)"
+        )
+    try:
+        content = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser's stack, never a real index.
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise WeightsFormatError(f"{index}: not a readable JSON file: {detail}") from None
+    weight_map = content.get("weight_map") if isinstance(content, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise WeightsFormatError(
+            f"{index}: not a safetensors index: expected a JSON object with a non-empty "
+            "'weight_map' object of tensor names to shard files"
+        )
+    for name, file in weight_map.items():
+        if not isinstance(file, str):
+            raise WeightsFormatError(
+                f"{index}: the shard of tensor {name!r} must be a file name (a string), got "
+                f"{json.dumps(file)[:80]}"
+            )
+    return weight_map
+
+
+def _shard_path(index: Path, file: str) -> Path:
+    """Shard `file` of `index`, which must name a weights file in the index's folder (or
+    below it): an index is data, often downloaded, and may not send the reader elsewhere."""
+    name = PurePath(file)
+    if not name.parts or name.is_absolute() or name.anchor or ".." in name.parts:
+        raise WeightsFormatError(
+            f"{index}: shard {file!r} is not inside the index's folder {index.parent}; an "
+            "index may only name files in its own folder (to analyze files elsewhere, pass "
+            "their paths as a list instead of the index)"
+        )
+    if name.suffix.lower() == INDEX_SUFFIX:
+        raise WeightsFormatError(f"{index}: shard {file!r} is an index, not a weights file")
+    return index.parent / name
+
+
+def _index_plans(index: Path) -> list[tuple[Path, _Plan]]:
+    """Each shard of `index` with its plan, in the order of the shards' names, each
+    checked to hold the tensors the index maps to it."""
+    weight_map = _weight_map(index)
+    plans = []
+    for file in sorted(set(weight_map.values())):
+        shard = _shard_path(index, file)
+        if not shard.exists():
+            raise FileNotFoundError(
+                errno.ENOENT, f"shard {file!r} of {index} is missing", str(shard)
+            )
+        plan = _plan_file(shard)
+        held = {e.name for e in plan.entries}
+        missing = [n for n, f in weight_map.items() if f == file and n not in held]
+        if missing:
+            raise WeightsFormatError(
+                f"{shard}: has no tensor {missing[0]!r}, which {index.name} maps to it"
+                + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else "")
+            )
+        plans.append((shard, plan))
+    return plans
+
+
+def _plan_index(index: Path) -> _Plan:
+    """Every shard's tensors, one shard after the other: each shard named as when it is
+    read alone (its ``"module."`` prefix removed on its own), as
+    :func:`kcomplex.distributed.analyze` names the tensors of an index."""
+    plans = _index_plans(index)
+    entries, skipped = [], []
+    where: dict[str, Path] = {}
+    for i, (shard, plan) in enumerate(plans):
+        for e in _strip_prefix(plan.entries):
+            if e.name in where:
+                raise ValueError(f"tensor {e.name!r} is in both {where[e.name]} and {shard}")
+            where[e.name] = shard
+            entries.append(_shard_entry(e, i))
+        skipped += [f"{s} in {shard.name}" for s in plan.skipped]
+    plan_list = [plan for _, plan in plans]
+    return _Plan(str(index), entries, skipped, open=lambda: _ShardHandles(plan_list),
+                 strip_prefix=False)
+
+
+def _shard_entry(entry: _Entry, shard: int) -> _Entry:
+    """`entry` of the `shard`-th shard, read with the index's :class:`_ShardHandles`."""
+    chunked = entry.read_chunks
+    return replace(
+        entry,
+        read=lambda handles: entry.read(handles.handle(shard)),
+        read_chunks=None if chunked is None
+        else lambda handles, chunk: chunked(handles.handle(shard), chunk),
+    )
+
+
+class _ShardHandles:
+    """The open handle of one shard at a time, in one pass over an index's tensors: they
+    are read shard after shard, so each shard is opened once and closed when done."""
+
+    def __init__(self, plans: list[_Plan]) -> None:
+        self._plans = plans
+        self._stack = ExitStack()
+        self._current: int | None = None
+        self._handle: Any = None
+
+    def __enter__(self) -> _ShardHandles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def handle(self, shard: int) -> Any:
+        if shard != self._current:
+            self._stack.close()
+            self._current = None  # not open, should the next open fail
+            self._handle = self._stack.enter_context(self._plans[shard].open())
+            self._current = shard
+        return self._handle
 
 
 _PLANNERS: dict[str, Callable[[Path], _Plan]] = {

@@ -36,7 +36,6 @@ KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = {
     ("kcomplex.distributed", "kcomplex.estimators._bdm"),
     ("kcomplex.distributed", "kcomplex.estimators._entropy_bits"),
     ("kcomplex.distributed", "kcomplex.io._iter_chunks"),
-    ("kcomplex.distributed", "kcomplex.io._plan_path"),
 }
 
 #: Known import cycles in kcomplex, each as the sorted modules of one strongly connected
