@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .symbols import to_numpy
+from .validation import integer_in, lookup
 
 __all__ = [
     "BitReader", "BitWriter", "ELIAS_CODES", "MAX_FIELD_WIDTH", "decode_elias",
@@ -27,19 +28,6 @@ __all__ = [
 
 _U1 = np.uint64(1)
 _INT64_MAX = 2**63 - 1
-
-
-def _integer(x: Any, lo: int, hi: float, what: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not lo <= x <= hi:
-        bounds = f">= {lo}" if hi == math.inf else f"in [{lo}, {hi}]"
-        raise ValueError(f"{what} must be an integer {bounds}, got {x!r}")
-    return int(x)
-
-
-def _lookup(registry: dict, name: str, what: str):
-    if name not in registry:
-        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(map(repr, registry))}")
-    return registry[name]
 
 
 def _bit_length(a: Any) -> np.ndarray:
@@ -54,7 +42,7 @@ def _bit_length(a: Any) -> np.ndarray:
 def _lengths(n: Any, what: str, fn: Callable):
     """`fn(n, bit_length)` on integers >= 1: an int for a scalar, else an int64 array."""
     if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
-        _integer(n, 1, math.inf, f"{what}'s n")
+        integer_in(n, 1, math.inf, f"{what}'s n")
         return int(fn(int(n), lambda x: int(x).bit_length()))
     arr = to_numpy(n)
     if arr.dtype.kind not in "iu" and arr.size:
@@ -140,7 +128,7 @@ ELIAS_CODES: dict[str, Callable] = {
 
 def _elias_fields(values: Any, code: str) -> tuple[np.ndarray, np.ndarray]:
     """(value, width <= 64) fields whose bits, in order, are the codewords of `values`."""
-    _lookup(ELIAS_CODES, code, "code")
+    lookup(ELIAS_CODES, code, "code")
     arr = np.atleast_1d(to_numpy(values)).reshape(-1)
     elias_gamma_length(arr)  # the checks: integers >= 1
     if arr.size and int(arr.max()) > _INT64_MAX:
@@ -180,7 +168,7 @@ _FIELD_STEP = 1 << 16
 
 
 def _field_width(width: Any, most: int) -> int:
-    return _integer(width, 0, most, "field width")
+    return integer_in(width, 0, most, "field width")
 
 
 def pack_fields(values: Any, width: int) -> bytes:
@@ -259,9 +247,9 @@ def unpack_fields(data: bytes, count: int, width: int, bit_offset: int = 0) -> n
     >>> unpack_fields(b'\\x0f\\xf0', 1, 8, bit_offset=4)
     array([255])
     """
-    count = _integer(count, 0, math.inf, "count")
+    count = integer_in(count, 0, math.inf, "count")
     width = _field_width(width, MAX_FIELD_WIDTH)
-    bit_offset = _integer(bit_offset, 0, math.inf, "bit_offset")
+    bit_offset = integer_in(bit_offset, 0, math.inf, "bit_offset")
     if bit_offset + count * width > 8 * len(data):
         raise ValueError(f"truncated bit stream: {count} fields of {width} bits at bit "
                          f"{bit_offset} of {8 * len(data)}")
@@ -330,7 +318,7 @@ class BitReader:
 
     def __init__(self, data: bytes, n_bits: int | None = None) -> None:
         self._data, self.pos = bytes(data), 0
-        self.n_bits = _integer(
+        self.n_bits = integer_in(
             8 * len(self._data) if n_bits is None else n_bits, 0, 8 * len(self._data), "n_bits"
         )
 
@@ -348,7 +336,7 @@ class BitReader:
 
     def read_fields(self, count: int, width: int) -> np.ndarray:
         """The next `count` fields of `width` bits as int64 (:func:`unpack_fields`)."""
-        end = self.pos + _integer(count, 0, math.inf, "count") * _field_width(
+        end = self.pos + integer_in(count, 0, math.inf, "count") * _field_width(
             width, MAX_FIELD_WIDTH)
         if end > self.n_bits:
             raise ValueError(
@@ -380,7 +368,7 @@ class BitReader:
             big_n = self.read(self._zeros() + 1) - 1
             low = self.read(big_n)  # first: it bounds big_n by the bits left
             return (1 << big_n) | low
-        _lookup(ELIAS_CODES, code, "code")
+        lookup(ELIAS_CODES, code, "code")
         n = 1  # omega: a group is a 1 and n more bits, and gives the next n
         while self.read(1):
             low = self.read(n)  # first: it bounds n by the bits left
@@ -425,9 +413,9 @@ def decode_elias(data: bytes, count: int, code: str = "gamma") -> np.ndarray:
     >>> decode_elias(b'\\xa6', 3, "gamma")
     array([1, 2, 3])
     """
-    _lookup(ELIAS_CODES, code, "code")
+    lookup(ELIAS_CODES, code, "code")
     reader = BitReader(data)
-    out = [reader.read_elias(code) for _ in range(_integer(count, 0, math.inf, "count"))]
+    out = [reader.read_elias(code) for _ in range(integer_in(count, 0, math.inf, "count"))]
     if out and max(out) > _INT64_MAX:
         raise ValueError(f"malformed Elias {code} data: decoded value {max(out)} >= 2**63")
     return np.array(out, dtype=np.int64)

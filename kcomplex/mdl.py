@@ -35,6 +35,7 @@ from .bitstream import (
     unpack_fields,
 )
 from .symbols import check_real, to_numpy
+from .validation import integer_in, lookup
 
 __all__ = [
     "LOG_STAR_C0", "QUANTIZED_CODES", "categorical_model", "coded_bits", "decode_coded",
@@ -52,21 +53,6 @@ _LN2 = math.log(2)
 _INT64_MAX = 2**63 - 1
 
 
-# _integer and _lookup are also in kcomplex.bitstream: private helpers are not shared
-# across modules, and kcomplex.validation's checks word their errors differently.
-def _integer(x: Any, lo: int, hi: float, what: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not lo <= x <= hi:
-        bounds = f">= {lo}" if hi == math.inf else f"in [{lo}, {hi}]"
-        raise ValueError(f"{what} must be an integer {bounds}, got {x!r}")
-    return int(x)
-
-
-def _lookup(registry: dict, name: str, what: str):
-    if name not in registry:
-        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(map(repr, registry))}")
-    return registry[name]
-
-
 def log_star(n: int) -> float:
     """Rissanen's universal code length log*(n) = log2 c0 + log2 n + log2 log2 n + ...
 
@@ -76,7 +62,7 @@ def log_star(n: int) -> float:
     >>> round(log_star(1), 4), round(log_star(16) - log_star(1), 4)
     (1.5186, 7.0)
     """
-    total, x = math.log2(LOG_STAR_C0), math.log2(_integer(n, 1, math.inf, "log_star's n"))
+    total, x = math.log2(LOG_STAR_C0), math.log2(integer_in(n, 1, math.inf, "log_star's n"))
     while x > 0:
         total, x = total + x, math.log2(x)
     return total
@@ -91,7 +77,7 @@ def _symbols(symbols: Any, alphabet: int | None) -> tuple[np.ndarray, np.ndarray
     if s.dtype.kind not in "biu" and s.size:
         raise TypeError(f"symbols must be integers, got dtype {s.dtype}")
     if alphabet is not None:
-        _integer(alphabet, 1, math.inf, "alphabet")
+        integer_in(alphabet, 1, math.inf, "alphabet")
     s = s.reshape(-1)
     if s.size == 0:
         return s.astype(np.int64), np.zeros(0, dtype=np.int64)
@@ -309,7 +295,7 @@ def quantize_uniform(w: Any, q: int) -> tuple[np.ndarray, float]:
     >>> quantize_uniform([-1.0, 0.2, 0.6], 3)
     (array([-3,  1,  2], dtype=int32), 0.3333333432674408)
     """
-    q = _integer(q, 2, 32, "q")
+    q = integer_in(q, 2, 32, "q")
     arr = check_real(w, "weights").astype(np.float64)
     if arr.size == 0:
         raise ValueError("weights are empty: nothing to quantize")
@@ -356,6 +342,6 @@ def quantized_bits(w: Any, q: int, code: str = "fixed") -> float:
     >>> quantized_bits(np.ones(10), 8), quantized_bits(np.ones(10), 8, "entropy")
     (112.0, 32.0)
     """
-    fn = _lookup(QUANTIZED_CODES, code, "code")
+    fn = lookup(QUANTIZED_CODES, code, "code")
     ints, _ = quantize_uniform(w, q)
     return fn(ints.reshape(-1).astype(np.int64) + 2 ** (q - 1) - 1, q) + 32.0

@@ -8,11 +8,11 @@ before anything is computed or cached, so a bad argument never leaves state behi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["check_choice", "check_int", "check_real", "is_int"]
+__all__ = ["check_choice", "check_int", "check_real", "integer_in", "is_int", "lookup"]
 
 
 def is_int(value: Any) -> bool:
@@ -115,6 +115,45 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
         valid = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {valid}; got {value!r}")
     return value
+
+
+def integer_in(x: Any, lo: int, hi: float, what: str) -> int:
+    """``x`` as an ``int`` if it is an integer in ``[lo, hi]`` (``hi`` may be ``math.inf``).
+
+    The MDL and bit-stream codes' check: unlike :func:`check_int`, a non-integer is a
+    ``ValueError`` too, since for them it is one more value out of the code's domain.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not an integer (``bool`` is not) or lies outside the bounds.
+
+    Examples
+    --------
+    >>> integer_in(3, 1, math.inf, "n")
+    3
+    >>> integer_in(0, 1, 8, "width")
+    Traceback (most recent call last):
+    ...
+    ValueError: width must be an integer in [1, 8], got 0
+    """
+    if isinstance(x, bool) or not isinstance(x, Integral) or not lo <= x <= hi:
+        bounds = f">= {lo}" if hi == math.inf else f"in [{lo}, {hi}]"
+        raise ValueError(f"{what} must be an integer {bounds}, got {x!r}")
+    return int(x)
+
+
+def lookup(registry: Mapping[str, Any], name: Any, what: str) -> Any:
+    """``registry[name]``, or a ``ValueError`` listing the valid names.
+
+    Examples
+    --------
+    >>> lookup({"gamma": 1}, "gamma", "Elias code")
+    1
+    """
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(map(repr, registry))}")
+    return registry[name]
 
 
 def _range(minimum: float | None, maximum: float | None) -> str:
