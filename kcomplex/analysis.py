@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .estimators import Estimator, resolve_estimators
 from .files import write_atomic
-from .io import load_weights
+from .io import frozen_parameters, load_weights
 from .symbols import describe_nonfinite, describe_overflow
 
 __all__ = ["Report", "Comparison", "analyze", "compare", "ALL"]
@@ -188,18 +188,6 @@ def _prepare(
     return w
 
 
-def _frozen(x: Any, trainable_only: bool) -> tuple[int, int]:
-    """Parameters and tensors of module `x` that ``trainable_only`` leaves out."""
-    # Look torch up rather than import it: a module exists only if torch was imported.
-    torch = sys.modules.get("torch")
-    if not trainable_only or torch is None or not isinstance(x, torch.nn.Module):
-        return 0, 0
-    # The floating ones only: load_weights would skip the others even if trainable.
-    frozen = [p for p in x.parameters()
-              if not p.requires_grad and (p.is_floating_point() or p.is_quantized)]
-    return sum(p.numel() for p in frozen), len(frozen)
-
-
 def _frozen_note(params: int, tensors: int) -> str:
     return (f"{params:,} frozen parameters in {tensors} tensors not measured; pass "
             "trainable_only=False (--all-params) to include them")
@@ -295,7 +283,7 @@ def analyze(
         raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
     chosen = resolve_estimators(estimators)
     weights = load_weights(x, trainable_only=trainable_only)
-    frozen = _frozen(x, trainable_only)
+    frozen = frozen_parameters(x, trainable_only)
     rows, arrays, dropped = [], [], 0
     steps = (len(weights) if per_tensor else 0) + 1
     with _progress(progress, steps * len(chosen), "analyze") as bar:
@@ -498,7 +486,7 @@ def compare(
     if not n_compared:
         raise ValueError(f"no tensor has the same name and shape in both: {_listing(rest)}")
     measured = [n for n in wa if status[n] in (COMPARED, SHAPES_DIFFER)]
-    frozen = {"a": _frozen(a, trainable_only), "b": _frozen(b, trainable_only)}
+    frozen = {side: frozen_parameters(x, trainable_only) for side, x in (("a", a), ("b", b))}
     parts: dict[str, list[np.ndarray]] = {"a": [], "b": [], "delta": []}
     delta_ok = True
     rows = []

@@ -98,6 +98,7 @@ __all__ = [
     "INDEX_SUFFIX",
     "SUFFIXES",
     "WeightsFormatError",
+    "frozen_parameters",
     "iter_weights",
     "load_weights",
     "read_index",
@@ -423,6 +424,39 @@ def _finish(arr: np.ndarray, *, shared: bool) -> np.ndarray:
         arr = arr.view()
         arr.flags.writeable = False
     return arr
+
+
+def frozen_parameters(x: Any, trainable_only: bool = True) -> tuple[int, int]:
+    """Parameters and tensors of module ``x`` that reading it with ``trainable_only`` skips.
+
+    Only floating parameters count: the others are never weights to measure.
+
+    Parameters
+    ----------
+    x : Any
+        Anything :func:`load_weights` accepts; only an ``nn.Module`` has frozen parameters.
+    trainable_only : bool
+        As for :func:`load_weights`; with False nothing is skipped.
+
+    Returns
+    -------
+    (int, int)
+        The number of frozen parameters and of frozen tensors; ``(0, 0)`` for anything
+        that is not a module.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frozen_parameters({"w": np.zeros(3)})
+    (0, 0)
+    """
+    # Look torch up rather than import it: a module exists only if torch was imported.
+    torch = sys.modules.get("torch")
+    if not trainable_only or torch is None or not isinstance(x, torch.nn.Module):
+        return 0, 0
+    frozen = [p for p in x.parameters()
+              if not p.requires_grad and (p.is_floating_point() or p.is_quantized)]
+    return sum(p.numel() for p in frozen), len(frozen)
 
 
 def _plan_module(module: Any, trainable_only: bool) -> _Plan:

@@ -39,14 +39,11 @@ from kcomplex.mdl import (
 # --- oracles --------------------------------------------------------------------------
 
 
-def gamma_str(n: int) -> str:
-    b = bin(n)[2:]
-    return "0" * (len(b) - 1) + b
-
-
-def delta_str(n: int) -> str:
-    b = bin(n)[2:]
-    return gamma_str(len(b)) + b[1:]
+def delta_len(n: int) -> int:
+    """Length of the Elias delta codeword of n >= 1: the gamma code of n's bit length
+    (2 B - 1 bits, B the bit length of that length) and n's bits after the leading 1."""
+    length = n.bit_length()
+    return 2 * length.bit_length() - 1 + length - 1
 
 
 def exact_entropy(symbols) -> float:
@@ -57,7 +54,7 @@ def exact_entropy(symbols) -> float:
 def exact_two_part(symbols, a: int) -> float:
     n, counts = len(symbols), Counter(symbols).values()
     multinomial = math.factorial(n) // math.prod(math.factorial(c) for c in counts)
-    return len(delta_str(n + 1)) + math.log2(math.comb(n + a - 1, a - 1)) + math.log2(multinomial)
+    return delta_len(n + 1) + math.log2(math.comb(n + a - 1, a - 1)) + math.log2(multinomial)
 
 
 def sequential_bits(symbols, a: int, alpha: Fraction) -> float:
