@@ -1,10 +1,13 @@
-"""A bit-exact file format for a MoMos-projected model, and its itemized length.
+"""A bit-exact file format for a model's weights, and its itemized length.
 
-The byte and bit layout is specified in ``docs/format.md`` (version 1). In short: an
-18-byte prefix (magic ``b"MOMOS"``, version, total length, CRC32 of the rest), a header of
-Elias-delta integers, the motif bank at ``q`` bits per value, the mosaic (fixed-width
-indices or a two-part ANS code, whichever is shorter) and the tensors MoMos did not pool
-(raw float32 or zstd, whichever is shorter).
+The byte and bit layout is specified in ``docs/format.md`` (version 2; version 1 streams
+still decode). In short: an 18-byte prefix (magic ``b"MOMOS"``, version, total length,
+CRC32 of the rest), a header of Elias-delta integers, then, if the model has a MoMos
+projection, the motif bank at ``q`` bits per value and the mosaic (fixed-width indices or
+a two-part ANS code, whichever is shorter), and last every other floating tensor as one
+blob of its shortest exact :mod:`momos.tensorcode` code. A pooled tensor may be
+post-quantized (``momos.qat.quantize_weight``), so that a MoMos + QAT network's weights
+are coded exactly too; a model without MoMos (baseline, QAT) is all stored tensors.
 
 This module is the public face of the format: :func:`encode`, :func:`decode`,
 :func:`stream_info` and :func:`description_length`. The work is done by
@@ -26,12 +29,16 @@ Examples
 True
 >>> description_length(model, mm).total_bits == 8 * len(data)
 True
+>>> baseline = decode(encode(model))  # no MoMos: every tensor stored exactly
+>>> all(torch.equal(baseline[n], p) for n, p in model.state_dict().items())
+True
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import torch
@@ -55,22 +62,31 @@ _MAX_NUMEL = 1 << 28
 _CHUNK = 1 << 18
 
 
-def encode(model_or_state_dict, momos_or_bank_and_mosaic, q: int = 32) -> bytes:
-    """Encode a projected model as bytes (format: ``docs/format.md``).
+def encode(model_or_state_dict, momos_or_bank_and_mosaic=None, q: int = 32, *,
+           post_quantize: Mapping[str, int] | None = None) -> bytes:
+    """Encode a model's weights as bytes, exactly (format: ``docs/format.md``).
 
     Parameters
     ----------
     model_or_state_dict : nn.Module or Mapping[str, torch.Tensor]
         The model (its ``state_dict()``) or a state dict. Its floating tensors that are not
-        in the layout are stored as leftovers (raw float32 or zstd); the pooled ones are
-        taken from the bank and mosaic only. Non-floating tensors are not stored.
-    momos_or_bank_and_mosaic : MoMos or tuple
-        A ``MoMos`` after ``project()``, or ``(motifs, mosaic, layout)``.
+        in the layout are stored, each with its shortest exact :mod:`momos.tensorcode`
+        code; the pooled ones are taken from the bank and mosaic only. Non-floating tensors
+        are not stored.
+    momos_or_bank_and_mosaic : MoMos, tuple or None
+        A ``MoMos`` after ``project()``, or ``(motifs, mosaic, layout)``; None (default)
+        for a model without MoMos (every floating tensor stored).
     q : int
         Bits per motif value: 32 (float32), 16 (float16 or bfloat16, only if exact, else
-        CodecError) or 2..15 (uniform symmetric levels ``kcomplex.mdl.quantize_uniform``
-        with a float32 scale: then :func:`decode` returns the *quantized* projection,
-        ``dequantize_uniform(*quantize_uniform(motifs, q))[mosaic]``).
+        CodecError) or 2..15: levels and a float32 scale, exact if the bank already is
+        ``float32(level * scale)`` with levels of at most q bits
+        (``momos.tensorcode.exact_uniform``), else those of
+        ``momos.qat.quantize_weight(motifs, q)``, which :func:`decode` then gives (lossy).
+        Ignored without MoMos.
+    post_quantize : Mapping[str, int], optional
+        ``{pooled tensor name: bits}``: :func:`decode` returns
+        ``momos.qat.quantize_weight(bank[mosaic] over that tensor, bits)``, the weight a
+        QAT network computes with. Bits 2..31; 0 or >= 32 mean none.
 
     Returns
     -------
@@ -82,15 +98,21 @@ def encode(model_or_state_dict, momos_or_bank_and_mosaic, q: int = 32) -> bytes:
     CodecError
         If a value cannot be stored exactly (a bank not exact at q=16, non-float32 values).
     TypeError, ValueError
-        For malformed arguments.
+        For malformed arguments, e.g. `post_quantize` naming a tensor that is not pooled.
+
+    Examples
+    --------
+    >>> state = {"w": torch.tensor([0.5, -0.25, 0.0])}
+    >>> torch.equal(decode(encode(state))["w"], state["w"])
+    True
     """
-    return encode_stream(model_or_state_dict, momos_or_bank_and_mosaic, q).data
+    return encode_stream(model_or_state_dict, momos_or_bank_and_mosaic, q, post_quantize).data
 
 
 def decode(data: bytes, *, max_numel: int = _MAX_NUMEL) -> dict[str, torch.Tensor]:
     """Decode a stream of :func:`encode` into ``{name: float32 tensor}``.
 
-    Pooled tensors come first (pool order), then the leftovers. Every count read from the
+    Pooled tensors come first (pool order), then the stored ones. Every count read from the
     header is bounded by the data left before anything is allocated; the total number of
     weights, which a k = 1 or skewed coded mosaic can declare in a few bytes, by
     `max_numel`.
@@ -123,9 +145,11 @@ def decode(data: bytes, *, max_numel: int = _MAX_NUMEL) -> dict[str, torch.Tenso
 
 def stream_info(data: bytes, *, max_numel: int = _MAX_NUMEL) -> dict:
     """The itemized size of a stream, read from the stream alone (it is fully decoded
-    and checked, without keeping the tensors): ``s``, ``k``, ``q``, ``mosaic_coded``,
-    tensor counts, and ``header_bits``, ``bank_bits``, ``mosaic_bits``,
-    ``leftover_bits``, ``total_bits``.
+    and checked, without keeping the tensors): ``s``, ``k``, ``q``, ``m`` (all 0
+    without MoMos), ``mosaic_coded``, tensor and weight counts (``n_coded_tensors``
+    pooled, ``n_leftover_tensors`` stored, ``n_weights``), ``header_bits``,
+    ``bank_bits``, ``mosaic_bits``, ``leftover_bits`` (the stored tensors),
+    ``total_bits``, and ``codes``: ``{code name: bits of the stored tensors using it}``.
 
     Parameters
     ----------
@@ -162,11 +186,14 @@ class DescriptionLength:
     ``mosaic_bits`` is the chosen one of ``mosaic_bits_fixed`` (``m*ceil(log2 k)``,
     byte-padded) and ``mosaic_bits_coded`` (the Elias-delta counts and payload size + the
     ANS payload). ``header_bits`` holds the 18-byte prefix, names, shapes and padding;
-    ``bank_bits`` includes the q=16 kind bit or the q<16 scale. ``mosaic_bits_ideal`` is
+    ``bank_bits`` includes the q=16 kind bit or the q<16 scale; ``leftover_bits`` the
+    stored (not pooled) tensors. ``mosaic_bits_ideal`` is
     ``kcomplex.mdl.two_part_bits(mosaic, k)`` (m times the empirical entropy + the
     counts' cost), not a real code. All sizes are read from the encoder's
     :class:`momos.sections.Sections` (``mosaic_bits_fixed`` / ``mosaic_bits_coded`` from
-    the stream it wrote and the one it rejected).
+    the stream it wrote and the one it rejected). With MoMos, ``trivial_bits`` is 32 bits
+    per pooled weight and ``bound_bits`` the paper's bound of the pool; without, bank and
+    mosaic bits are 0 and ``bound_bits = trivial_bits`` is 32 bits per stored weight.
     """
 
     header_bits: int
@@ -181,7 +208,8 @@ class DescriptionLength:
     trivial_bits: int
     rac_bound: float
     rac_exact: float
-    tensors: tuple[tuple[str, int, int, int], ...]  # (name, numel, n_blocks, leftover bits)
+    # (name, numel, n_blocks, stored bits, code): code "momos" for a pooled tensor
+    tensors: tuple[tuple[str, int, int, int, str], ...]
 
     @property
     def mosaic_bits(self) -> int:
@@ -195,25 +223,28 @@ class DescriptionLength:
     def table(self):
         """A pandas DataFrame, one row per tensor and a last ``(header)`` row.
 
-        A pooled tensor is attributed the bank and mosaic bits in proportion to its
-        blocks (``n_blocks / m``, so the bank is shared by block share); a leftover its
-        stored blob; the header row the rest. The ``bits`` column sums to ``total_bits``
-        up to float rounding.
+        Columns ``name``, ``code`` (``"momos"`` for a pooled tensor, else its tensor
+        code), ``numel``, ``n_blocks``, ``bits``, ``bits_per_weight``. A pooled tensor is
+        attributed the bank and mosaic bits in proportion to its blocks (``n_blocks / m``,
+        so the bank is shared by block share); a stored one its blob; the header row the
+        rest. The ``bits`` column sums to ``total_bits`` up to float rounding.
         """
         import pandas as pd
 
-        m = sum(nb for _, _, nb, _ in self.tensors) or 1
+        m = sum(t[2] for t in self.tensors) or 1
         shared = self.bank_bits + self.mosaic_bits
-        rows = [dict(name=n, numel=ne, n_blocks=nb, bits=lb + shared * nb / m,
+        rows = [dict(name=n, code=code, numel=ne, n_blocks=nb, bits=lb + shared * nb / m,
                      bits_per_weight=(lb + shared * nb / m) / ne if ne else math.nan)
-                for n, ne, nb, lb in self.tensors]
-        rows.append(dict(name="(header)", numel=0, n_blocks=0, bits=float(self.header_bits),
-                         bits_per_weight=math.nan))
+                for n, ne, nb, lb, code in self.tensors]
+        rows.append(dict(name="(header)", code="", numel=0, n_blocks=0,
+                         bits=float(self.header_bits), bits_per_weight=math.nan))
         return pd.DataFrame(rows)
 
 
-def description_length(model, momos, q: int = 32) -> DescriptionLength:
-    """The exact, itemized length of ``encode(model, momos, q)``; arguments as there.
+def description_length(model, momos=None, q: int = 32, *,
+                       post_quantize: Mapping[str, int] | None = None) -> DescriptionLength:
+    """The exact, itemized length of ``encode(model, momos, q, post_quantize=...)``;
+    arguments as there.
 
     Examples
     --------
@@ -223,19 +254,25 @@ def description_length(model, momos, q: int = 32) -> DescriptionLength:
     >>> dl = description_length({}, (bank, mosaic, lay))
     >>> dl.bank_bits, dl.mosaic_bits_fixed, dl.total_bits
     (128, 8, 328)
+    >>> description_length({"b": torch.zeros(4)}).tensors
+    (('b', 4, 0, 64, 'uniform'),)
     """
-    enc = encode_stream(model, momos, q)
+    enc = encode_stream(model, momos, q, post_quantize)
     sec = enc.sections
     fixed, coded = (enc.rejected, sec) if sec.mosaic_coded else (sec, enc.rejected)
-    n = sum(t.numel for t in sec.pooled)
-    tensors = tuple((t.name, t.numel, t.n_blocks, 0) for t in sec.pooled) + tuple(
-        (t.name, t.numel, 0, t.bits) for t in sec.leftovers)
-    ideal = two_part_bits(enc.mosaic, sec.k) if sec.m else 0.0
-    bound = bound_bits(n, sec.s, k=sec.k, q=sec.q)
+    tensors = tuple((t.name, t.numel, t.n_blocks, 0, "momos") for t in sec.pooled) + tuple(
+        (t.name, t.numel, 0, t.bits, t.code) for t in sec.stored)
+    if sec.pooled:
+        n = sum(t.numel for t in sec.pooled)
+        ideal = float(two_part_bits(enc.mosaic, sec.k)) if sec.m else 0.0
+        bound = bound_bits(n, sec.s, k=sec.k, q=sec.q)
+    else:
+        n, ideal = sum(t.numel for t in sec.stored), 0.0
+        bound = 32 * n
     return DescriptionLength(
         header_bits=sec.header_bits, bank_bits=sec.bank_bits,
         mosaic_bits_fixed=fixed.mosaic_bits, mosaic_bits_coded=coded.mosaic_bits,
-        mosaic_bits_ideal=float(ideal), mosaic_coded=sec.mosaic_coded,
+        mosaic_bits_ideal=ideal, mosaic_coded=sec.mosaic_coded,
         leftover_bits=sec.leftover_bits, total_bits=sec.total_bits, bound_bits=bound,
-        trivial_bits=32 * n, rac_bound=32 * n / bound, rac_exact=32 * n / sec.total_bits,
-        tensors=tensors)
+        trivial_bits=32 * n, rac_bound=32 * n / bound if bound else 1.0,
+        rac_exact=32 * n / sec.total_bits, tensors=tensors)

@@ -1,9 +1,11 @@
-"""Reading a .momos stream (``docs/format.md``) into tensors and its :class:`Sections`.
+"""Reading a .momos stream (``docs/format.md``, versions 1 and 2) into tensors and its
+:class:`Sections`.
 
 Every count read from the header is bounded by the data left before anything is
 allocated, and the sections are decoded in chunks, so memory stays bounded whatever the
 stream declares (``tests/momos/test_codec_limits.py``). The pieces that decode one section
-in bounded steps (the two mosaic readers, zstd inflation) are in :mod:`momos.readers`.
+in bounded steps (the two mosaic readers, zstd inflation) are in :mod:`momos.readers`; a
+version 2 stored tensor is a :mod:`momos.tensorcode` blob, which checks itself.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ import torch
 from kcomplex.bitstream import BitReader, unpack_fields
 from kcomplex.mdl import dequantize_uniform
 
+from .qat import quantize_weight
 from .readers import CodedMosaic, FixedMosaic, check_zstd, inflate
 from .sections import (
     DTYPES,
     MAGIC,
+    MAX_POST_Q,
     PREFIX,
-    VERSION,
+    VERSIONS,
     CodecError,
-    LeftoverSection,
     PooledTensor,
     Sections,
+    StoredTensor,
 )
+from .tensorcode import code_name, decode_tensor
 
 __all__ = ["decode_stream"]
 
@@ -41,7 +46,9 @@ def _read_int(br: BitReader, limit: int, what: str, hint: str = "") -> int:
     return v
 
 
-def _read_tensor(br: BitReader, budget: list[int]) -> tuple[str, tuple[int, ...]]:
+def _read_tensor(br: BitReader, budget: list[int],
+                 pooled_v2: bool) -> tuple[str, tuple[int, ...], int]:
+    """(name, shape, post-quantization width) of one tensor record."""
     left = lambda: (br.n_bits - br.pos) // 8  # noqa: E731
     raw = bytes(br.read_fields(_read_int(br, left(), "name length"), 8).astype(np.uint8))
     ndim = _read_int(br, _MAX_NDIM, "ndim")
@@ -53,7 +60,10 @@ def _read_tensor(br: BitReader, budget: list[int]) -> tuple[str, tuple[int, ...]
                          "larger max_numel for a bigger model")
     budget[0] -= numel
     _read_int(br, len(DTYPES) - 1, "dtype")
-    return raw.decode("utf-8"), shape
+    post_q = _read_int(br, MAX_POST_Q, "post-quantization width") if pooled_v2 else 0
+    if post_q == 1:
+        raise CodecError("corrupt header: post-quantization width 1")
+    return raw.decode("utf-8"), shape, post_q
 
 
 def _decode_bank(body: bytes, pos: int, k: int, s: int, q: int, half: int, scale,
@@ -76,23 +86,25 @@ def _decode_bank(body: bytes, pos: int, k: int, s: int, q: int, half: int, scale
     return bank.reshape(k, s)
 
 
-def _check_prefix(data) -> bytes:
-    """The body of `data` after checking its prefix (magic, version, length, CRC)."""
+def _check_prefix(data) -> tuple[int, bytes]:
+    """The version and the body of `data` after checking its prefix (magic, version,
+    length, CRC)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) < PREFIX.size or data[:5] != MAGIC:
         raise CodecError("not a MoMos stream: wrong magic or shorter than the 18-byte prefix")
     _, version, length, crc = PREFIX.unpack_from(data)
-    if version != VERSION:
-        raise CodecError(f"unsupported format version {version}; this reader knows {VERSION}")
+    if version not in VERSIONS:
+        raise CodecError(f"unsupported format version {version}; this reader knows "
+                         f"{', '.join(map(str, VERSIONS))}")
     if length != len(data):
         raise CodecError(f"length mismatch: the prefix says {length} bytes, got {len(data)} "
                          "(truncated or trailing data)")
     body = data[PREFIX.size:]
     if zlib.crc32(body) != crc:
         raise CodecError("CRC32 mismatch: the stream is corrupted")
-    return body
+    return version, body
 
 
 def decode_stream(data, max_numel: int, materialize: bool,
@@ -120,79 +132,121 @@ def decode_stream(data, max_numel: int, materialize: bool,
     CodecError
         For anything but a complete, valid stream.
     """
-    body = _check_prefix(data)
+    version, body = _check_prefix(data)
     try:
-        return _decode_body(body, max_numel, materialize, chunk)
+        return _decode_body(body, version, max_numel, materialize, chunk)
     except CodecError:
         raise
     except Exception as exc:  # numpy, torch, constriction, zstd: all a CodecError
         raise CodecError(f"corrupt MoMos stream: {type(exc).__name__}: {exc}") from exc
 
 
-def _decode_body(body: bytes, max_numel: int, materialize: bool,
+def _decode_body(body: bytes, version: int, max_numel: int, materialize: bool,
                  chunk: int) -> tuple[dict[str, torch.Tensor], Sections]:
     br, budget = BitReader(body), [max_numel]
-    n_coded = _read_int(br, br.n_bits, "tensor count")
-    n_left = _read_int(br, br.n_bits, "leftover count")
-    tensors = [_read_tensor(br, budget) for _ in range(n_coded + n_left)]
-    if len({name for name, _ in tensors}) != len(tensors):
+    n_pooled = _read_int(br, br.n_bits, "tensor count")
+    n_stored = _read_int(br, br.n_bits, "stored tensor count")
+    records = [_read_tensor(br, budget, version > 1 and i < n_pooled)
+               for i in range(n_pooled + n_stored)]
+    if len({name for name, _, _ in records}) != len(records):
         raise CodecError("corrupt header: duplicate tensor names")
-    s = _read_int(br, br.n_bits, "s")
-    k = _read_int(br, br.n_bits, "k")
-    q = _read_int(br, 32, "q")
-    if s < 1 or k < 1 or not (q == 32 or 2 <= q <= 16):
-        raise CodecError(f"corrupt header: s={s}, k={k}, q={q}")
-    bank_bytes = -(-k * s * q // 8)
-    if bank_bytes > len(body):
-        raise CodecError("corrupt header: the bank is longer than the stream")
-    before_bank = br.pos
-    half = br.read(1) if q == 16 else 0
-    scale = np.uint32(br.read(32)).view(np.float32) if q < 16 else None
+    # Version 1 always has the MoMos fields; version 2 only with pooled tensors.
+    has_bank = version == 1 or n_pooled > 0
+    s = k = q = half = coded = bank_bytes = mosaic_len = 0
+    scale = counts = None
+    before_bank = before_counts = br.pos
+    if has_bank:
+        s = _read_int(br, br.n_bits, "s")
+        k = _read_int(br, br.n_bits, "k")
+        q = _read_int(br, 32, "q")
+        if s < 1 or k < 1 or not (q == 32 or 2 <= q <= 16):
+            raise CodecError(f"corrupt header: s={s}, k={k}, q={q}")
+        bank_bytes = -(-k * s * q // 8)
+        if bank_bytes > len(body):
+            raise CodecError("corrupt header: the bank is longer than the stream")
+        before_bank = br.pos
+        half = br.read(1) if q == 16 else 0
+        scale = np.uint32(br.read(32)).view(np.float32) if q < 16 else None
+        if version > 1 and scale is not None and not (np.isfinite(scale)
+                                                      and not np.signbit(scale)):
+            raise CodecError(f"corrupt bank: scale {scale} is not a finite float32 >= +0")
     bank_field_bits = br.pos - before_bank
-    pooled = tuple(PooledTensor(name, math.prod(shape), -(-math.prod(shape) // s))
-                   for name, shape in tensors[:n_coded])
+    pooled = tuple(PooledTensor(name, math.prod(shape), -(-math.prod(shape) // s), post_q)
+                   for name, shape, post_q in records[:n_pooled])
     m = sum(t.n_blocks for t in pooled)
-    coded = br.read(1)
-    before_counts = br.pos
-    if coded:
-        counts = np.array([_read_int(br, m, "count") for _ in range(k)], dtype=np.int64)
-        payload_len = 4 * _read_int(br, len(body) // 4, "payload words")
-        if int(counts.sum()) != m:
-            raise CodecError("corrupt header: motif counts do not add up to the block count")
+    if has_bank:
+        coded = br.read(1)
+        before_counts = br.pos
+        if coded:
+            counts = np.array([_read_int(br, m, "count") for _ in range(k)], dtype=np.int64)
+            mosaic_len = 4 * _read_int(br, len(body) // 4, "payload words")
+            if int(counts.sum()) != m:
+                raise CodecError("corrupt header: motif counts do not add up to the block "
+                                 "count")
+        else:
+            mosaic_len = -(-m * (k - 1).bit_length() // 8)
     mosaic_field_bits = br.pos - before_counts
-    mosaic_len = payload_len if coded else -(-m * (k - 1).bit_length() // 8)
-    left_meta = [(br.read(1), _read_int(br, len(body), "blob length")) for _ in range(n_left)]
+    # (v1 mode: 0 raw, 1 zstd; v2: None, the code is the blob's first byte), blob length
+    stored_meta = [(br.read(1) if version == 1 else None,
+                    _read_int(br, len(body), "blob length")) for _ in range(n_stored)]
     header_bits = br.pos
     if br.read(-br.pos % 8):
         raise CodecError("corrupt header: nonzero padding")
+    pos = br.pos // 8
+    if pos + bank_bytes + mosaic_len + sum(size for _, size in stored_meta) != len(body):
+        raise CodecError("corrupt stream: the section lengths do not add up to its length")
+    # Every stored tensor's blob is located (and a v1 one's size checked) before any
+    # tensor is allocated.
+    at, blobs, stored = pos + bank_bytes + mosaic_len, [], []
+    for (name, shape, _), (mode, size) in zip(records[n_pooled:], stored_meta):
+        want, blob = 4 * math.prod(shape), body[at:at + size]
+        if version > 1:
+            if not blob:
+                raise CodecError(f"corrupt stored tensor {name!r}: an empty blob")
+            code = code_name(blob)
+        elif mode:
+            check_zstd(blob, want, name)
+            code = "zstd"
+        elif size != want:
+            raise CodecError(f"corrupt leftover {name!r}: {size} bytes for {shape}")
+        else:
+            code = "raw"
+        stored.append(StoredTensor(name, math.prod(shape), code, 8 * size))
+        blobs.append((name, shape, code, blob))
+        at += size
     sections = Sections(
-        s=s, k=k, q=q, pooled=pooled,
-        leftovers=tuple(LeftoverSection(name, math.prod(shape), bool(mode), 8 * size)
-                        for (name, shape), (mode, size) in zip(tensors[n_coded:], left_meta)),
+        s=s, k=k, q=q, pooled=pooled, stored=tuple(stored),
         header_field_bits=header_bits - bank_field_bits - mosaic_field_bits,
         padding_bits=br.pos - header_bits, bank_field_bits=bank_field_bits,
         bank_value_bits=8 * bank_bytes, mosaic_coded=bool(coded),
         mosaic_field_bits=mosaic_field_bits, mosaic_value_bits=8 * mosaic_len)
-    if sections.total_bits != 8 * (PREFIX.size + len(body)):
-        raise CodecError("corrupt stream: the section lengths do not add up to its length")
-    # Every leftover's size is checked against its blob before any tensor is allocated.
-    pos = br.pos // 8
-    left_at = pos + bank_bytes + mosaic_len
-    blobs = []
-    for (name, shape), (mode, size) in zip(tensors[n_coded:], left_meta):
-        want, blob = 4 * math.prod(shape), body[left_at:left_at + size] if mode else b""
-        if mode:
-            check_zstd(blob, want, name)
-        elif size != want:
-            raise CodecError(f"corrupt leftover {name!r}: {size} bytes for {shape}")
-        blobs.append((name, shape, left_at, blob))
-        left_at += size
-    bank = _decode_bank(body, pos, k, s, q, half, scale, chunk)
-    pos += bank_bytes
-    mosaic = (CodedMosaic(body[pos:pos + mosaic_len], counts) if coded
-              else FixedMosaic(body, 8 * pos, m, k))
+    out = _decode_pool(body, pos, records[:n_pooled], sections, half, scale, counts,
+                       materialize, chunk) if has_bank else {}
+    for name, shape, code, blob in blobs:
+        numel = math.prod(shape)
+        values = np.empty(numel, dtype=np.float32) if materialize else None
+        if version > 1:
+            decode_tensor(blob, numel, values)
+        elif code == "zstd":
+            inflate(blob, 4 * numel, name, values)
+        elif values is not None:
+            values[:] = np.frombuffer(blob, "<f4")
+        if values is not None:
+            out[name] = torch.from_numpy(values).reshape(shape)
+    return out, sections
+
+
+def _decode_pool(body: bytes, pos: int, records, sec: Sections, half: int, scale, counts,
+                 materialize: bool, chunk: int) -> dict[str, torch.Tensor]:
+    """The pooled tensors (none unless `materialize`) from the bank at byte `pos` and the
+    mosaic after it, post-quantized where their record says so."""
+    s, k = sec.s, sec.k
+    bank = _decode_bank(body, pos, k, s, sec.q, half, scale, chunk)
+    pos += sec.bank_value_bits // 8
+    mosaic = (CodedMosaic(body[pos:pos + sec.mosaic_value_bits // 8], counts)
+              if sec.mosaic_coded else FixedMosaic(body, 8 * pos, sec.m, k))
     out, step = {}, max(1, chunk // s)
-    for name, shape in tensors[:n_coded]:
+    for name, shape, post_q in records:
         numel = math.prod(shape)
         dest = np.empty(numel, dtype=np.float32) if materialize else None
         n_blocks = -(-numel // s)
@@ -202,18 +256,7 @@ def _decode_body(body: bytes, max_numel: int, materialize: bool,
                 a, b = lo * s, min(numel, (lo + idx.size) * s)
                 dest[a:b] = np.take(bank, idx, axis=0).reshape(-1)[:b - a]
         if dest is not None:
-            out[name] = torch.from_numpy(dest).reshape(shape)
+            t = torch.from_numpy(dest).reshape(shape)
+            out[name] = quantize_weight(t, post_q) if post_q else t
     mosaic.finish()
-    for name, shape, at, blob in blobs:  # a zstd leftover has its blob, a raw one b""
-        numel = math.prod(shape)
-        if not materialize:
-            if blob:
-                inflate(blob, 4 * numel, name, None)
-            continue
-        if blob:
-            values = np.empty(numel, dtype="<f4")
-            inflate(blob, 4 * numel, name, values)
-        else:
-            values = np.frombuffer(body, "<f4", count=numel, offset=at).copy()
-        out[name] = torch.from_numpy(values.astype(np.float32, copy=False)).reshape(shape)
-    return out, sections
+    return out

@@ -1,5 +1,6 @@
 """The MoMos stream: bit-exact round trips, the itemized length, golden bytes (the worked
-example of docs/format.md) and CodecError for every malformed input, fuzzed."""
+examples of docs/format.md, version 2, and the version 1 one, which still decodes) and
+CodecError for every malformed input, fuzzed."""
 
 from __future__ import annotations
 
@@ -15,12 +16,22 @@ from torch import nn
 
 from kcomplex.bitstream import BitWriter
 from kcomplex.files import write_atomic
-from kcomplex.mdl import dequantize_uniform, quantize_uniform
 from momos.blocks import layout_of
 from momos.codec import CodecError, decode, description_length, encode, stream_info
 from momos.projection import MoMos
+from momos.qat import quantize_weight
 
+#: The worked example of docs/format.md (version 2).
 GOLDEN = bytes.fromhex(
+    "4d4f4d4f5302" "3700000000000000" "e078bf17" "4447755668c48b55304440"
+    "0000000000000000" "0000003f000080bf" "c0" "00" "0000803f00000040"
+)
+#: The same model without MoMos: one stored tensor, no s/k/q fields (docs/format.md).
+GOLDEN_BASELINE = bytes.fromhex(
+    "4d4f4d4f5302" "2000000000000000" "b6e555e6" "a23122c880" "00" "0000803f00000040"
+)
+#: The version 1 worked example: still decodes.
+GOLDEN_V1 = bytes.fromhex(
     "4d4f4d4f5301" "3600000000000000" "7543640f" "44477556518916aa608420"
     "0000000000000000" "0000003f000080bf" "c0" "0000803f00000040"
 )
@@ -42,11 +53,11 @@ def _model(seed: int) -> nn.Module:
 
 
 def _bank_weights(mm: MoMos, q: int) -> torch.Tensor:
-    """The pool as it must decode: the bank at q (quantized below 16 bits), then indexed."""
+    """The pool as it must decode: the bank at q (quantize_weight below 16 bits; the
+    projected banks here are not uniform already), then indexed."""
     bank = mm.motifs.float()
     if q < 16:
-        ints, scale = quantize_uniform(bank.numpy(), q)
-        bank = torch.from_numpy(dequantize_uniform(ints, scale)).reshape(bank.shape)
+        bank = quantize_weight(bank, q)
     return bank[mm.mosaic].reshape(-1)
 
 
@@ -154,7 +165,28 @@ def test_golden_bytes():
     assert all(torch.equal(out[n], t) for n, t in state.items())
     dl = description_length(state, src)
     assert (dl.header_bits, dl.bank_bits, dl.mosaic_bits_fixed, dl.leftover_bits,
-            dl.total_bits) == (232, 128, 8, 64, 432)
+            dl.total_bits) == (232, 128, 8, 72, 440)
+    assert dl.tensors == (("w", 6, 3, 0, "momos"), ("b", 2, 0, 72, "raw"))
+    assert stream_info(GOLDEN)["codes"] == {"raw": 72}
+
+
+def test_golden_baseline_bytes():
+    state = {"b": torch.tensor([1.0, 2.0])}
+    assert encode(state) == GOLDEN_BASELINE
+    assert torch.equal(decode(GOLDEN_BASELINE)["b"], state["b"])
+    info = stream_info(GOLDEN_BASELINE)
+    assert (info["s"], info["k"], info["q"], info["m"], info["header_bits"],
+            info["total_bits"]) == (0, 0, 0, 0, 184, 256)
+
+
+def test_golden_v1_still_decodes():
+    state, _ = _golden_input()
+    out = decode(GOLDEN_V1)
+    assert list(out) == ["w", "b"]
+    assert all(torch.equal(out[n], t) for n, t in state.items())
+    info = stream_info(GOLDEN_V1)
+    assert (info["header_bits"], info["bank_bits"], info["mosaic_bits"], info["leftover_bits"],
+            info["total_bits"], info["codes"]) == (232, 128, 8, 64, 432, {"raw": 64})
 
 
 def test_table_and_json():
@@ -166,18 +198,22 @@ def test_table_and_json():
     table = dl.table()
     assert table["bits"].sum() == pytest.approx(dl.total_bits)
     assert list(table["name"])[-1] == "(header)"
+    pooled = {sp.name for sp in mm.layout.spans}
+    assert all((code == "momos") == (name in pooled)
+               for name, code in zip(table["name"][:-1], table["code"][:-1]))
     assert '"total_bits"' in dl.to_json()
 
 
-def _reseal(body: bytes) -> bytes:
+def _reseal(body: bytes, version: int = 2) -> bytes:
     """A stream around `body` with a correct length and CRC (to reach the parser)."""
     import struct
-    return struct.pack("<5sBQI", b"MOMOS", 1, 18 + len(body), zlib.crc32(body)) + body
+    return struct.pack("<5sBQI", b"MOMOS", version, 18 + len(body), zlib.crc32(body)) + body
 
 
 @pytest.mark.parametrize("data, match", [
     (b"NOTMO" + GOLDEN[5:], "magic"),
-    (GOLDEN[:5] + b"\x02" + GOLDEN[6:], "version"),
+    (GOLDEN[:5] + b"\x03" + GOLDEN[6:], "version"),
+    (GOLDEN[:5] + b"\x00" + GOLDEN[6:], "version"),
     (GOLDEN[:-1] + b"\x41", "CRC"),
     (GOLDEN + b"\x00", "length"),
     (b"", "magic"),
@@ -188,37 +224,43 @@ def test_errors(data, match):
         decode(data)
 
 
-def test_every_truncation():
-    for i in range(len(GOLDEN)):
+@pytest.mark.parametrize("golden", [GOLDEN, GOLDEN_BASELINE, GOLDEN_V1])
+def test_every_truncation(golden):
+    for i in range(len(golden)):
         with pytest.raises(CodecError):
-            decode(GOLDEN[:i])
+            decode(golden[:i])
 
 
-def test_parser_errors_with_valid_crc():
+@pytest.mark.parametrize("golden", [GOLDEN, GOLDEN_BASELINE, GOLDEN_V1])
+def test_parser_errors_with_valid_crc(golden):
     """Corrupt bodies that pass the CRC still give CodecError (never another type)."""
-    body = GOLDEN[18:]
+    body, version = golden[18:], golden[5]
     rng = np.random.default_rng(0)
     for _ in range(3000):
         b = bytearray(body)
         b[rng.integers(len(b))] ^= 1 << int(rng.integers(8))
-        data = _reseal(bytes(b))
+        data = _reseal(bytes(b), version)
         try:
             decode(data)
         except CodecError:
             pass
+
+
+def test_absurd_sizes_never_allocate():
     # absurd sizes never allocate: 2^40 weights of a k=1 mosaic
     big = encode({}, (torch.zeros(1, 1), torch.zeros(2, dtype=torch.int64),
                       layout_of([("w", torch.zeros(2))], 1)))
     assert decode(big)["w"].shape == (2,)
     with pytest.raises(CodecError, match="exceeds its bound 1"):
         decode(big, max_numel=1)
-    bw = BitWriter()  # a valid, resealed stream that claims a 2^40-weight tensor at k = 1
-    bw.write_elias([2, 1, 2], "delta")
-    bw.write(ord("w"), 8)
-    bw.write_elias([2, 2**40 + 1, 1, 2, 2, 33], "delta")
-    bw.write(0, 1)
-    with pytest.raises(CodecError, match="exceeds its bound"):
-        decode(_reseal(bw.getvalue() + bytes(4)))
+    for version in (1, 2):  # a resealed stream that claims a 2^40-weight tensor at k = 1
+        bw = BitWriter()
+        bw.write_elias([2, 1, 2], "delta")
+        bw.write(ord("w"), 8)
+        bw.write_elias([2, 2**40 + 1, 1, *([1] if version == 2 else []), 2, 2, 33], "delta")
+        bw.write(0, 1)
+        with pytest.raises(CodecError, match="exceeds its bound"):
+            decode(_reseal(bw.getvalue() + bytes(4), version))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """Decoding a .momos stream never allocates more than its bytes (and ``max_numel``) allow:
 decompression bombs, huge declared mosaics and low-level failures all give a quick
-CodecError with bounded memory. Also: MoMos.project refuses a meta-device module."""
+CodecError with bounded memory, in version 1 streams and in version 2 ones (whose stored
+tensors may use every tensor code, fuzzed here). Also: MoMos.project refuses a
+meta-device module."""
 
 from __future__ import annotations
 
@@ -14,14 +16,17 @@ import numpy as np
 import pytest
 import torch
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from kcomplex.bitstream import BitWriter
-from kcomplex.mdl import dequantize_uniform, quantize_uniform
-from momos import codec
+from momos import codec, encoder
 from momos.blocks import layout_of
 from momos.codec import CodecError, decode, encode, stream_info
 from momos.projection import MoMos
+from momos.qat import quantize_weight
+from momos.tensorcode import TENSOR_CODES, encode_tensor
 
 resource = pytest.importorskip("resource")
 
@@ -67,31 +72,41 @@ def _measure(tmp_path, data: bytes, fn: str = "decode", max_numel: int | None = 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _reseal(body: bytes) -> bytes:
-    return struct.pack("<5sBQI", b"MOMOS", 1, 18 + len(body), zlib.crc32(body)) + body
+def _reseal(body: bytes, version: int = 1) -> bytes:
+    return struct.pack("<5sBQI", b"MOMOS", version, 18 + len(body), zlib.crc32(body)) + body
 
 
 def _stream(pooled, leftovers=(), *, s=1, k=1, bank=(0.5,), mosaic=b"", counts=None,
-            payload=b"") -> bytes:
+            payload=b"", version=1) -> bytes:
     """A stream written field by field (docs/format.md), q = 32: `pooled` as (name, shape),
-    `leftovers` as (name, shape, mode, blob); coded when `counts` is given."""
+    `leftovers` as (name, shape, mode, blob) (version 1: mode 0 raw, 1 zstd; version 2:
+    mode ignored, blob a tensor code); coded when `counts` is given."""
     bw = BitWriter()
     bw.write_elias([len(pooled) + 1, len(leftovers) + 1], "delta")
-    for name, shape in [*pooled, *((n, sh) for n, sh, _, _ in leftovers)]:
+    post = [1] if version == 2 else []  # version 2: no post-quantization of pooled ones
+    for i, (name, shape) in enumerate([*pooled, *((n, sh) for n, sh, _, _ in leftovers)]):
         bw.write_elias([len(name) + 1], "delta")
         for b in name.encode():
             bw.write(b, 8)
-        bw.write_elias([len(shape) + 1, *(d + 1 for d in shape), 1], "delta")
-    bw.write_elias([s + 1, k + 1, 33], "delta")
-    bw.write(int(counts is not None), 1)
-    if counts is not None:
-        bw.write_elias([c + 1 for c in counts] + [len(payload) // 4 + 1], "delta")
+        bw.write_elias([len(shape) + 1, *(d + 1 for d in shape), 1,
+                        *(post if i < len(pooled) else [])], "delta")
+    if pooled or version == 1:
+        bw.write_elias([s + 1, k + 1, 33], "delta")
+        bw.write(int(counts is not None), 1)
+        if counts is not None:
+            bw.write_elias([c + 1 for c in counts] + [len(payload) // 4 + 1], "delta")
+    else:
+        bank = ()
     for _, _, mode, blob in leftovers:
-        bw.write(mode, 1)
+        if version == 1:
+            bw.write(mode, 1)
         bw.write_elias([len(blob) + 1], "delta")
     return _reseal(b"".join([bw.getvalue(), np.asarray(bank, "<f4").tobytes(),
                              payload if counts is not None else mosaic,
-                             *(blob for *_, blob in leftovers)]))
+                             *(blob for *_, blob in leftovers)]), version)
+
+
+_ZSTD = bytes([TENSOR_CODES.index("zstd")])  # the mode byte of a version 2 zstd blob
 
 
 def _rle_frame(n: int, content_size: bool = True) -> bytes:
@@ -130,6 +145,45 @@ def test_zstd_frame_declaring_1_gib_is_refused_before_inflating(tmp_path):
     _assert_refused(_measure(tmp_path, data), "declares 1073741824 bytes, its shape needs 8")
 
 
+@pytest.mark.parametrize("pooled", [[], [("w", (1,))]])
+def test_v2_zstd_blob_declaring_1_gib_is_refused(tmp_path, pooled):
+    frame = _rle_frame(1 << 30)
+    data = _stream(pooled, [("b", (2,), 0, _ZSTD + frame)], version=2)
+    assert len(data) < 33_000
+    result = _measure(tmp_path, data)
+    assert result["error"] is not None and result["cause"] is None, result
+    assert result["growth_mib"] < MAX_GROWTH_MIB and result["seconds"] < MAX_SECONDS, result
+    unsized = _stream(pooled, [("b", (2,), 0, _ZSTD + _rle_frame(1 << 30, False))], version=2)
+    result = _measure(tmp_path, unsized)
+    assert result["error"] is not None and result["cause"] is None, result
+    assert result["growth_mib"] < MAX_GROWTH_MIB and result["seconds"] < MAX_SECONDS, result
+
+
+def test_v2_blob_too_short_for_a_huge_shape_is_refused(tmp_path):
+    """A 2^26-weight stored tensor whose blob is a few bytes: refused without touching
+    the 256 MiB the shape would need."""
+    raw = encode_tensor(np.arange(64, dtype=np.float32), codes=["raw"])
+    for blob in (raw, _ZSTD + bytes(8), b"\x00" * 9):
+        data = _stream([], [("b", (1 << 26,), 0, blob)], version=2)
+        result = _measure(tmp_path, data)
+        assert result["error"] is not None and result["cause"] is None, (blob, result)
+        assert result["growth_mib"] < MAX_GROWTH_MIB, result
+
+
+def test_v2_one_value_palette_holds_only_its_output(tmp_path):
+    """A one-value palette, like a k = 1 mosaic, validly describes any number of weights
+    in a few bytes: 2^24 of them decode into the output and a bounded scratch."""
+    blob = encode_tensor(np.zeros(64, np.float32))
+    data = _stream([], [("b", (1 << 24,), 0, blob)], version=2)
+    assert len(data) < 40
+    full = _measure(tmp_path, data)
+    assert full["error"] is None and full["growth_mib"] < 64 + 16, full
+    info = _measure(tmp_path, data, "stream_info")
+    assert info["error"] is None and info["growth_mib"] < 16, info
+    _assert_refused(_measure(tmp_path, _stream([], [("b", (1 << 30,), 0, blob)], version=2)),
+                    "pass a larger max_numel")
+
+
 def test_zstd_frame_without_size_stops_at_its_shape(tmp_path):
     frame = _rle_frame(1 << 30, content_size=False)
     assert zstandard.frame_content_size(frame) == -1
@@ -165,38 +219,41 @@ def test_zstd_truncated_or_garbage_is_a_codec_error():
 # -- the mosaic and max_numel ---------------------------------------------------------
 
 
-def _coded_2_30() -> bytes:
-    """50 bytes declaring an ANS-coded mosaic of 2^30 blocks (two motifs, half each) whose
-    payload is one word: it cannot decode to those counts."""
+def _coded_2_30(version: int = 1) -> bytes:
+    """50 bytes (51 in version 2) declaring an ANS-coded mosaic of 2^30 blocks (two
+    motifs, half each) whose payload is one word: it cannot decode to those counts."""
     return _stream([("w", (1 << 30,))], k=2, bank=(0.0, 1.0), counts=[1 << 29, 1 << 29],
-                   payload=b"\x01\x02\x03\x04")
+                   payload=b"\x01\x02\x03\x04", version=version)
 
 
-def test_coded_mosaic_of_2_30_blocks_exceeds_the_default_max_numel():
-    data = _coded_2_30()
-    assert len(data) <= 50
+@pytest.mark.parametrize("version", [1, 2])
+def test_coded_mosaic_of_2_30_blocks_exceeds_the_default_max_numel(version):
+    data = _coded_2_30(version)
+    assert len(data) <= 51
     with pytest.raises(CodecError, match="pass a larger max_numel"):
         decode(data)
     with pytest.raises(CodecError, match="pass a larger max_numel"):
         stream_info(data)
 
 
-@pytest.mark.parametrize("fn", ["decode", "stream_info"])
-def test_coded_mosaic_of_2_30_blocks_fails_fast_when_allowed(tmp_path, fn):
-    result = _measure(tmp_path, _coded_2_30(), fn, max_numel=1 << 30)
+@pytest.mark.parametrize("fn, version", [("decode", 1), ("stream_info", 1), ("decode", 2)])
+def test_coded_mosaic_of_2_30_blocks_fails_fast_when_allowed(tmp_path, fn, version):
+    result = _measure(tmp_path, _coded_2_30(version), fn, max_numel=1 << 30)
     _assert_refused(result, "does not decode to the motif counts")
 
 
-def test_k1_with_2_30_weights_exceeds_the_default_max_numel(tmp_path):
-    data = _stream([("w", (1 << 30,))])  # k = 1: the mosaic costs 0 bits
+@pytest.mark.parametrize("version", [1, 2])
+def test_k1_with_2_30_weights_exceeds_the_default_max_numel(tmp_path, version):
+    data = _stream([("w", (1 << 30,))], version=version)  # k = 1: the mosaic costs 0 bits
     assert len(data) < 40
     _assert_refused(_measure(tmp_path, data), "pass a larger max_numel")
 
 
-def test_k1_decode_holds_only_its_output(tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_k1_decode_holds_only_its_output(tmp_path, version):
     """2^24 weights (64 MiB of float32) from a 32-byte stream: the decoder needs the
     output and a bounded scratch, not 8 bytes per weight more."""
-    data = _stream([("w", (1 << 24,))])
+    data = _stream([("w", (1 << 24,))], version=version)
     full = _measure(tmp_path, data)
     assert full["error"] is None, full
     assert full["growth_mib"] < 64 + 16, full
@@ -226,11 +283,13 @@ def _mosaic_cases():
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8, 1 << 18])
-@pytest.mark.parametrize("q", [32, 16, 5])
+@pytest.mark.parametrize("q", [32, 16, 7, 5])
 @pytest.mark.parametrize("case", ["uniform", "skewed"])
 def test_chunked_decoding_matches(monkeypatch, chunk, q, case):
     """Chunk boundaries anywhere (in the bank, the mosaic, inside a tensor) change
-    nothing: both mosaic modes, all bank widths, blocks not byte-aligned."""
+    nothing: both mosaic modes, all bank widths (at q = 7 a bank quantized at 6 bits is
+    stored exactly; at q = 5 this one decodes as quantize_weight(bank, 5)), blocks not
+    byte-aligned, a post-quantized tensor."""
     monkeypatch.setattr(codec, "_CHUNK", chunk)
     mosaic = torch.from_numpy(_mosaic_cases()[case])
     bank = torch.tensor([[0.0, 0.0, 0.0], [0.5, -1.0, 2.0], [1.5, 0.25, -0.5],
@@ -239,16 +298,20 @@ def test_chunked_decoding_matches(monkeypatch, chunk, q, case):
     shapes = {"a": (7, 11), "b": (5, 3, 53), "c": (20,)}  # 77 + 795 + 20 weights, s = 3
     layout = layout_of([(n, torch.zeros(sh)) for n, sh in shapes.items()], 3)
     left = {"bn": torch.arange(1000, dtype=torch.float32) % 7, "r": torch.randn(5)}
-    data = encode(left, (bank, mosaic, layout), q=q)
+    if q == 7:
+        bank = quantize_weight(bank, 6)  # not quantize_weight(bank, 7): exact at 6 bits
+        assert not torch.equal(quantize_weight(bank, 7), bank)
+    data = encode(left, (bank, mosaic, layout), q=q, post_quantize={"b": 3})
     assert stream_info(data)["mosaic_coded"] == (case == "skewed")
     out = decode(data)
     if q == 5:
-        ints, scale = quantize_uniform(bank.numpy(), q)
-        bank = torch.from_numpy(dequantize_uniform(ints, scale)).reshape(bank.shape)
+        bank = quantize_weight(bank, q)
     flat = bank[mosaic].reshape(-1)
     for sp in layout.spans:
         want = flat[3 * sp.start:3 * sp.start + sp.numel].reshape(shapes[sp.name])
-        assert torch.equal(out[sp.name], want), sp.name
+        if sp.name == "b":
+            want = quantize_weight(want, 3)
+        assert torch.equal(out[sp.name].view(torch.int32), want.view(torch.int32)), sp.name
     for name, t in left.items():
         assert torch.equal(out[name], t)
 
@@ -279,6 +342,102 @@ def test_fixed_mosaic_padding_must_be_zero():
         decode(_stream([("w", (3,))], k=2, bank=(0.0, 1.0), mosaic=b"\xa1"))
     with pytest.raises(CodecError, match="index out of range"):
         decode(_stream([("w", (3,))], k=3, bank=(0.0, 1.0, 2.0), mosaic=b"\x30"))
+
+
+# -- version 2 streams with every tensor code, fuzzed ---------------------------------
+
+
+def _every_code() -> dict[str, torch.Tensor]:
+    """One stored tensor per tensor code, its blob forced to that code."""
+    rng = np.random.default_rng(3)
+    levels = quantize_weight(torch.from_numpy(rng.standard_normal(40).astype(np.float32)), 4)
+    palette = np.float32([0.3, -1.7, 2.25])[rng.integers(0, 3, 50)]
+    values = {"uniform": levels.numpy(), "palette": palette}
+    return {code: torch.from_numpy(values.get(code, np.tile(
+        rng.standard_normal(4).astype(np.float32), 6))) for code in TENSOR_CODES}
+
+
+@pytest.fixture(scope="module")
+def every_code_stream():
+    """A version 2 stream with a post-quantized pool (exact q = 6 bank, coded mosaic) and
+    one stored tensor of each tensor code (the encoder forced to it), and its weights."""
+    stored = _every_code()
+    mosaic = torch.from_numpy(_mosaic_cases()["skewed"][:60])
+    layout = layout_of([("w", torch.zeros(9, 20))], 3)
+    torch.manual_seed(0)
+    bank = quantize_weight(torch.randn(8, 3), 6)
+    forced = iter(TENSOR_CODES)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(encoder, "encode_tensor",
+                   lambda values: encode_tensor(values, codes=[next(forced)]))
+        data = encode(stored, (bank, mosaic, layout), q=6, post_quantize={"w": 3})
+    want = {"w": quantize_weight(bank[mosaic].reshape(9, 20), 3), **stored}
+    return data, want
+
+
+def _same(out: dict, want: dict) -> bool:
+    return list(out) == list(want) and all(
+        torch.equal(out[n].view(torch.int32), t.view(torch.int32)) for n, t in want.items())
+
+
+def test_every_code_stream_round_trips(every_code_stream):
+    data, want = every_code_stream
+    info = stream_info(data)
+    assert set(info["codes"]) == set(TENSOR_CODES) and info["mosaic_coded"]
+    assert sum(info["codes"].values()) == info["leftover_bits"]
+    assert info["total_bits"] == 8 * len(data)
+    assert _same(decode(data), want)
+
+
+def _edit(b: bytearray, edits) -> bytes:
+    for kind, pos, arg in edits:
+        if kind in ("flip", "set") and b:
+            b[pos % len(b)] = b[pos % len(b)] ^ (1 << arg) if kind == "flip" else arg
+        elif kind == "truncate":
+            del b[pos % (len(b) + 1):]
+        elif kind == "insert":
+            b.insert(pos % (len(b) + 1), arg)
+    return bytes(b)
+
+
+_EDITS = st.lists(st.tuples(st.sampled_from(["flip", "truncate", "insert", "set"]),
+                            st.integers(0, 10**6), st.integers(0, 255)).map(
+    lambda e: (e[0], e[1], e[2] % 8 if e[0] == "flip" else e[2])), min_size=1, max_size=3)
+
+
+@settings(max_examples=1500, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(edits=_EDITS)
+def test_fuzz_every_code_stream(every_code_stream, edits):
+    """Corruptions of a v2 stream with every tensor code: CodecError, unless the edits
+    cancel out, and then the very same weights."""
+    data, want = every_code_stream
+    corrupt = _edit(bytearray(data), edits)
+    try:
+        out = decode(corrupt)
+    except CodecError:
+        return
+    assert corrupt == data and _same(out, want)
+
+
+@settings(max_examples=1500, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(edits=_EDITS)
+def test_fuzz_every_code_stream_behind_a_valid_crc(every_code_stream, edits):
+    """The same corruptions of the body, resealed with a correct length and CRC: the
+    parser and every tensor decoder give CodecError or float32 tensors of the shapes the
+    header declares, never another exception."""
+    data, _ = every_code_stream
+    corrupt = _reseal(_edit(bytearray(data[18:]), edits), 2)
+    for fn in (decode, stream_info):
+        try:
+            out = fn(corrupt)
+        except CodecError:
+            continue
+        if fn is decode:
+            info = stream_info(corrupt)
+            assert sum(t.numel() for t in out.values()) == info["n_weights"]
+            assert all(t.dtype == torch.float32 for t in out.values())
 
 
 # -- MoMos.project on the meta device -------------------------------------------------
