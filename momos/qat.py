@@ -34,12 +34,15 @@ With ``q >= 32`` nothing is attached at all, so QAT-off runs pool in the plain o
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["FakeQuantize", "fake_quantize", "attach_qat", "set_qat_bits", "remove_qat", "is_qat"]
+__all__ = ["FakeQuantize", "fake_quantize", "attach_qat", "set_qat_bits", "remove_qat", "is_qat",
+           "quantize_weight", "quantized_weights", "weight_targets",
+           "exclude_tokens"]
 
 #: Bit widths at or above this are "no quantization".
 QAT_OFF_BITS = 32
@@ -63,6 +66,44 @@ def _quantize(w: torch.Tensor, q: int) -> torch.Tensor:
     safe = torch.where(nonzero, scale, torch.ones_like(scale))
     w_q = torch.clamp(torch.round(w / safe), -qmax, qmax) * safe
     return torch.where(nonzero, w_q, w)
+
+
+def quantize_weight(w: torch.Tensor, q: int) -> torch.Tensor:
+    """The weight a QAT network computes with, as a plain tensor (no gradient).
+
+    Exactly the forward value of :func:`fake_quantize` and :class:`FakeQuantize`, bit for
+    bit: ``scale * clamp(round(w / scale), -qmax, qmax)`` in the dtype of ``w``, with a
+    zero level written as ``+0.0`` (the straight-through sum ``w_q + (w - w)`` turns
+    ``-0.0`` into ``+0.0``). Post-training quantization and the exact codes use it, so
+    that what is coded is what the network evaluates.
+
+    Parameters
+    ----------
+    w : torch.Tensor
+        Floating tensor, any shape.
+    q : int
+        Bit width; ``q >= 32`` returns a copy of ``w``.
+
+    Returns
+    -------
+    torch.Tensor
+        A new tensor, same shape, dtype and device.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`fake_quantize`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> quantize_weight(torch.tensor([-1.0, -0.2, 0.3, 0.6]), 2)
+    tensor([-1.,  0.,  0.,  1.])
+    >>> torch.equal(quantize_weight(torch.tensor([0.1, -0.7]), 4),
+    ...             fake_quantize(torch.tensor([0.1, -0.7]), 4))
+    True
+    """
+    return fake_quantize(w.detach() if isinstance(w, torch.Tensor) else w, q).clone()
 
 
 def fake_quantize(w: torch.Tensor, q: int) -> torch.Tensor:
@@ -172,10 +213,104 @@ def restore_param_order(module: nn.Module, order: tuple[str, ...]) -> None:
     params.update(items)
 
 
+def exclude_tokens(exclude: str | Iterable[str]) -> tuple[str, ...]:
+    """The lower-cased module-name tokens of an ``exclude`` argument (one string or many).
+
+    Raises
+    ------
+    TypeError
+        If it is not a string or an iterable of strings.
+
+    Examples
+    --------
+    >>> exclude_tokens("BN"), exclude_tokens(["bn", "Norm"])
+    (('bn',), ('bn', 'norm'))
+    """
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    try:
+        tokens = tuple(exclude)
+    except TypeError:
+        raise TypeError(f"exclude must be a string or an iterable of strings, got "
+                        f"{type(exclude).__name__}") from None
+    bad = [t for t in tokens if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"exclude must hold strings (module-name tokens), got {bad[0]!r}")
+    return tuple(t.lower() for t in tokens)
+
+
+def weight_targets(model: nn.Module, exclude: Iterable[str] = ("bn", "norm")
+                   ) -> list[tuple[str, nn.Module]]:
+    """The modules whose ``.weight`` QAT and post-training quantization round.
+
+    Every module whose qualified name (as in ``named_modules()``) contains none of the
+    `exclude` tokens, case-insensitively, and whose ``weight`` is a floating
+    ``Parameter``; the one rule of :func:`attach_qat` and :func:`momos.ptq.ptq_targets`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    exclude : str or iterable of str
+        Module-name tokens to skip, default ``("bn", "norm")``.
+
+    Returns
+    -------
+    list of (str, torch.nn.Module)
+        Qualified names (the root module is ``""``) and modules, in ``named_modules()``
+        order.
+
+    Raises
+    ------
+    TypeError
+        If `model` is not a module or `exclude` is not strings.
+    ValueError
+        If a target weight already carries a parametrization (QAT, a frozen mosaic,
+        weight norm): its ``Parameter`` is not the weight the network computes with.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> [n for n, _ in weight_targets(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)),
+    ...                                exclude=("1",))]
+    ['0']
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    tokens = exclude_tokens(exclude)
+    targets = []
+    for name, mod in model.named_modules():
+        if any(t in name.lower() for t in tokens):
+            continue
+        if parametrize.is_parametrized(mod, "weight"):
+            kinds = sorted({type(p).__name__ for p in mod.parametrizations.weight})
+            raise ValueError(f"the weight of module {name!r} already carries a parametrization "
+                             f"({', '.join(kinds)}); quantization needs a plain Parameter "
+                             "(bake or remove it first, for QAT momos.remove_qat(model), or "
+                             "exclude the module)")
+        w = mod._parameters.get("weight")
+        if isinstance(w, nn.Parameter) and w.is_floating_point():
+            targets.append((name, mod))
+    return targets
+
+
 def _quantizers(module: nn.Module) -> list[FakeQuantize]:
     if not parametrize.is_parametrized(module, "weight"):
         return []
     return [p for p in module.parametrizations.weight if isinstance(p, FakeQuantize)]
+
+
+def quantized_weights(model: nn.Module) -> list[str]:
+    """The names of the weights QAT quantizes in ``model``, as they were before
+    :func:`attach_qat` (``"fc1.weight"``; ``"weight"`` for the root module).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+    >>> _ = attach_qat(model, 4); quantized_weights(model)
+    ['0.weight', '2.weight']
+    """
+    return [f"{name}.weight" if name else "weight" for name, _ in _qat_modules(model)]
 
 
 def _qat_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -232,26 +367,12 @@ def attach_qat(model: nn.Module, q: int, exclude: tuple[str, ...] | list[str] = 
     ['fc1.weight', 'fc1.bias', 'bn1.weight']
     """
     q = _check_bits(q)
-    if isinstance(exclude, str):
-        exclude = (exclude,)
-    tokens = tuple(t.lower() for t in exclude)
     if is_qat(model):
         raise ValueError("QAT is already attached to this model; use set_qat_bits(model, q) "
                          "to change the bit width, or remove_qat(model) first")
     if q >= QAT_OFF_BITS:
         return []
-    targets = []
-    for name, mod in model.named_modules():
-        if any(t in name.lower() for t in tokens):
-            continue
-        if parametrize.is_parametrized(mod, "weight"):
-            kinds = sorted({type(p).__name__ for p in mod.parametrizations.weight})
-            raise ValueError(f"the weight of module {name!r} already carries a parametrization "
-                             f"({', '.join(kinds)}); QAT needs a plain Parameter (bake or "
-                             "remove the other parametrization first, or exclude the module)")
-        w = mod._parameters.get("weight")
-        if isinstance(w, nn.Parameter) and w.is_floating_point():
-            targets.append((name, mod))
+    targets = weight_targets(model, exclude)
     for _, mod in targets:
         fq = FakeQuantize(q)
         fq._order = param_order(mod)

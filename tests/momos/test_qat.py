@@ -12,7 +12,16 @@ from torch import nn
 
 import momos.qat as qat_mod
 from momos.blocks import layout_of, pool_parameters, to_blocks, write_blocks
-from momos.qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
+from momos.qat import (
+    FakeQuantize,
+    attach_qat,
+    fake_quantize,
+    is_qat,
+    quantize_weight,
+    quantized_weights,
+    remove_qat,
+    set_qat_bits,
+)
 
 
 def _numpy_fake_quantize(w: np.ndarray, q: int) -> np.ndarray:
@@ -51,7 +60,8 @@ def _names(model):
 
 def test_all_exports_exist():
     assert sorted(qat_mod.__all__) == sorted(
-        ["FakeQuantize", "fake_quantize", "attach_qat", "set_qat_bits", "remove_qat", "is_qat"])
+        ["FakeQuantize", "fake_quantize", "attach_qat", "set_qat_bits", "remove_qat", "is_qat",
+         "quantize_weight", "quantized_weights", "weight_targets", "exclude_tokens"])
     for name in qat_mod.__all__:
         assert hasattr(qat_mod, name)
 
@@ -371,3 +381,25 @@ def test_pool_parameters_after_attach_are_the_latent_originals():
     assert torch.equal(model[0].weight, fake_quantize(w0.detach(), 4))
     remove_qat(model, bake=False)
     assert [t for _, t in pool_parameters(model)] == [w0, b0, w2, b2]
+
+
+def test_quantize_weight_is_the_forward_value_bit_for_bit():
+    w = torch.tensor([-0.01, 0.0, -0.0, 0.3, -1.0, 0.49])
+    for q in (2, 3, 8):
+        got = quantize_weight(w, q)
+        want = FakeQuantize(q)(w.clone().requires_grad_()).detach()
+        assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+        assert not (got.view(torch.int32) == torch.tensor(-0.0).view(torch.int32)).any()
+    assert quantize_weight(w, 32) is not w and torch.equal(quantize_weight(w, 32), w)
+
+
+def test_quantized_weights_names_the_plain_weights():
+    from collections import OrderedDict
+
+    model = torch.nn.Sequential(OrderedDict(fc=torch.nn.Linear(3, 2), bn=torch.nn.BatchNorm1d(2),
+                                            out=torch.nn.Linear(2, 1)))
+    assert quantized_weights(model) == []
+    attach_qat(model, 4)
+    assert quantized_weights(model) == ["fc.weight", "out.weight"]
+    remove_qat(model)
+    assert quantized_weights(model) == []
