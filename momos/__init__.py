@@ -20,18 +20,38 @@ except ModuleNotFoundError as err:
     ) from None
 
 from .assign import nearest_motif
-from .blocks import BlockLayout, Span, layout_of, pool_parameters, to_blocks, write_blocks
+from .blocks import (
+    BlockLayout,
+    Span,
+    is_buffer_name,
+    layout_of,
+    pool_parameters,
+    to_blocks,
+    write_blocks,
+)
 from .bounds import bound_bits, motif_count, rac
 from .codec import CodecError, DescriptionLength, decode, description_length, encode, stream_info
-from .config import METHODS, TrainConfig
+from .config import METHODS, PTQ_LEVELS, TrainConfig
 from .data import DATASETS, Splits, load_dataset
 from .experiment import reproduce, summarize, sweep
 from .finetune import MotifBank, bake, freeze_mosaic, is_frozen
+from .frontier import FRONTIER_RUNS, frontier, frontier_table, pareto_front, plot_frontier
 from .measure import complexity
 from .models import MODELS, build_model
 from .projection import MOTIF_INITS, MoMos, ProjectionStats, project
-from .qat import FakeQuantize, attach_qat, fake_quantize, is_qat, remove_qat, set_qat_bits
+from .ptq import post_training_quantize, ptq_targets, quantize_tensor, state_targets
+from .qat import (
+    FakeQuantize,
+    attach_qat,
+    fake_quantize,
+    is_qat,
+    quantize_weight,
+    quantized_weights,
+    remove_qat,
+    set_qat_bits,
+)
 from .results import EpochRecord, ModelInfo, RunResult, RunSummary, load_results
+from .tensorcode import TENSOR_CODES, decode_tensor, encode_tensor
 from .train import train
 
 __all__ = [
@@ -40,6 +60,7 @@ __all__ = [
     "DATASETS",
     "DescriptionLength",
     "EpochRecord",
+    "FRONTIER_RUNS",
     "FakeQuantize",
     "METHODS",
     "MODELS",
@@ -47,11 +68,13 @@ __all__ = [
     "MoMos",
     "ModelInfo",
     "MotifBank",
+    "PTQ_LEVELS",
     "ProjectionStats",
     "RunResult",
     "RunSummary",
     "Span",
     "Splits",
+    "TENSOR_CODES",
     "TrainConfig",
     "attach_qat",
     "bake",
@@ -59,10 +82,15 @@ __all__ = [
     "build_model",
     "complexity",
     "decode",
+    "decode_tensor",
     "description_length",
     "encode",
+    "encode_tensor",
     "fake_quantize",
     "freeze_mosaic",
+    "frontier",
+    "frontier_table",
+    "is_buffer_name",
     "is_frozen",
     "is_qat",
     "layout_of",
@@ -70,12 +98,20 @@ __all__ = [
     "load_results",
     "motif_count",
     "nearest_motif",
+    "pareto_front",
+    "plot_frontier",
     "pool_parameters",
+    "post_training_quantize",
     "project",
+    "ptq_targets",
+    "quantize_tensor",
+    "quantize_weight",
+    "quantized_weights",
     "rac",
     "remove_qat",
     "reproduce",
     "set_qat_bits",
+    "state_targets",
     "stream_info",
     "summarize",
     "sweep",

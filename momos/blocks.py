@@ -14,7 +14,29 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["BlockLayout", "Span", "layout_of", "to_blocks", "write_blocks", "pool_parameters"]
+__all__ = ["BUFFER_NAMES", "BlockLayout", "Span", "is_buffer_name", "layout_of", "to_blocks",
+           "write_blocks", "pool_parameters"]
+
+#: Last name parts of the buffers (not parameters) of common torch and Hugging Face
+#: modules: batch-norm statistics, position ids, rotary frequencies, attention masks.
+BUFFER_NAMES = frozenset({
+    "running_mean", "running_var", "num_batches_tracked", "position_ids", "inv_freq",
+    "masked_bias", "relative_position_index", "token_type_ids"})
+
+
+def is_buffer_name(name: str) -> bool:
+    """Whether a state-dict name is a buffer's by its last part (:data:`BUFFER_NAMES`).
+
+    A state dict does not say which tensors are parameters; a module's does
+    (``named_buffers``), and that is the rule for modules. For a state dict this name rule
+    makes the pool the same as the module's for the standard layers.
+
+    Examples
+    --------
+    >>> is_buffer_name("layer1.0.bn1.running_var"), is_buffer_name("layer1.0.bn1.weight")
+    (True, False)
+    """
+    return name.rpartition(".")[2] in BUFFER_NAMES
 
 
 @dataclass(frozen=True)
@@ -54,16 +76,27 @@ class BlockLayout:
 
 
 def pool_parameters(
-    source: nn.Module | Mapping[str, torch.Tensor],
+    source: nn.Module | Mapping[str, torch.Tensor], include_buffers: bool = False,
 ) -> list[tuple[str, torch.Tensor]]:
     """The tensors that MoMos pools: trainable, non-empty parameters of a module in
-    ``parameters()`` order, or the non-empty floating tensors of a state dict in order."""
+    ``parameters()`` order, or the non-empty floating tensors of a state dict in order,
+    except those named like buffers (:func:`is_buffer_name`) unless `include_buffers`.
+
+    Examples
+    --------
+    >>> state = {"bn.weight": torch.ones(2), "bn.running_var": torch.ones(2)}
+    >>> [n for n, _ in pool_parameters(state)]
+    ['bn.weight']
+    >>> [n for n, _ in pool_parameters(state, include_buffers=True)]
+    ['bn.weight', 'bn.running_var']
+    """
     if isinstance(source, nn.Module):
         items: Iterable = source.named_parameters()
         return [(n, p) for n, p in items if p.requires_grad and p.numel() > 0]
     if isinstance(source, Mapping):
         return [(n, t) for n, t in source.items()
-                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() > 0]
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() > 0
+                and (include_buffers or not is_buffer_name(n))]
     raise TypeError(
         f"expected an nn.Module or a state dict of tensors, got {type(source).__name__}"
     )

@@ -182,7 +182,7 @@ def resume_state(outdir: Path, config: Mapping[str, Any], cfg: TrainConfig
         raise ValueError(f"cannot resume {outdir}: its config differs in "
                          f"{', '.join(diff or sorted(stored['config']))}")
     try:
-        check_progress(snap, stored, cfg.epochs, cfg.estimators)
+        check_progress(snap, stored, cfg.total_epochs, cfg.estimators)
     except DamagedFile as err:
         raise cannot_resume(outdir, "last.pt", err) from err
     path = outdir / "results.json"

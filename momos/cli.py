@@ -1,4 +1,5 @@
-"""``momos train|reproduce|sweep|encode|decode|size``: a thin command line over the library."""
+"""``momos train|reproduce|sweep|frontier|encode|decode|size``: a thin command line over
+the library."""
 
 from __future__ import annotations
 
@@ -54,20 +55,32 @@ def _parser() -> argparse.ArgumentParser:
         prog="momos", description="Mosaic-of-Motifs: project, encode and measure models."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("encode", help="project a checkpoint onto motifs, then encode it",
+    e = sub.add_parser("encode", help="encode a checkpoint exactly, projected onto motifs "
+                                      "(--s with --capacity or --k) or as it is",
                        formatter_class=_HelpFormatter)
     e.add_argument("checkpoint", help=".pt/.pth/.bin state dict, .safetensors, .npz")
     e.add_argument("out", help="output .momos file (written atomically)")
-    e.add_argument("--s", type=int, required=True, help="block size (required, no default)")
-    size = e.add_mutually_exclusive_group(required=True)
+    e.add_argument("--s", type=int, help="block size: project onto motifs first (default: "
+                                         "none, every tensor stored with its shortest exact "
+                                         "code)")
+    size = e.add_mutually_exclusive_group()
     size.add_argument("--capacity", type=float,
-                      help="k = floor(capacity * m); give --capacity or --k (no default)")
-    size.add_argument("--k", type=int, help="number of motifs; give --capacity or --k "
+                      help="k = floor(capacity * m); with --s give --capacity or --k "
+                           "(no default)")
+    size.add_argument("--k", type=int, help="number of motifs; with --s give --capacity or --k "
                                             "(no default)")
     e.add_argument("--seed", type=int, default=0, help="seed of the motif sampling")
-    e.add_argument("--q", type=int, default=32, help="bits per motif value (32, 16, 2..15)")
+    e.add_argument("--q", type=int, default=32,
+                   help="bits per motif value: 32 (float32), 16 (float16/bfloat16 if exact) "
+                        "or 2..15 (the bank is quantized by the projection, then stored "
+                        "exactly)")
     e.add_argument("--exclude", nargs="*", default=(), metavar="TOKEN",
-                   help="tensors whose name contains a token are stored as they are")
+                   help="tensors whose name contains a token (a substring) are not "
+                        "projected: they are stored with their shortest exact code")
+    e.add_argument("--include-buffers", action="store_true",
+                   help="also project tensors named like buffers (batch-norm running_mean/"
+                        "running_var, position_ids, ...); by default they are stored as "
+                        "they are, as MoMos.project(module) pools parameters only")
     d = sub.add_parser("decode", help="decode a .momos file into a .safetensors file",
                        description="Decode a .momos file into a .safetensors file (the only "
                                    "output format: OUT must end in .safetensors).",
@@ -87,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _common(p: argparse.ArgumentParser, out: str) -> None:
-    """Options shared by train, reproduce and sweep."""
+def _common(p: argparse.ArgumentParser, out: str,
+            estimators: Sequence[str] = ("bdm", "gzip", "bz2", "lzma")) -> None:
+    """Options shared by train, reproduce, sweep and frontier."""
     from .data import DATASETS
     from .models import MODELS
 
@@ -110,7 +124,7 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars: one line per finished epoch and run on stderr, "
                         "as when stderr is not a terminal")
-    p.add_argument("--estimators", nargs="+", default=["bdm", "gzip", "bz2", "lzma"],
+    p.add_argument("--estimators", nargs="*", default=list(estimators),
                    help="kcomplex estimators measured every epoch")
 
 
@@ -127,7 +141,14 @@ def _train_parser(sub) -> None:
                       help="k/m (MoMos; default 0.05 unless --k is given)")
     size.add_argument("--k", type=int, help="number of motifs (MoMos; default: from "
                                             "--capacity)")
-    t.add_argument("--q", type=int, default=8, help="QAT bits (qat, momos+qat)")
+    t.add_argument("--q", type=int, default=8,
+                   help="bits of QAT (qat, momos+qat) and post-training quantization (ptq)")
+    t.add_argument("--levels", default="uniform", choices=("uniform", "kmeans"),
+                   help="ptq levels: QAT's uniform grid or 1-D k-means per tensor")
+    t.add_argument("--bank-q", type=int, metavar="BITS",
+                   help="bits per motif value (MoMos; default: --q for momos+qat, else 32)")
+    t.add_argument("--kmeans-iters", type=int, default=0, metavar="N",
+                   help="Lloyd steps refining each projection's sampled bank (MoMos)")
     t.add_argument("--no-force-zero", action="store_true", help="no all-zero motif 0")
     t.add_argument("--project-every", default="epoch", choices=("epoch", "step"),
                    help="when MoMos projects the weights")
@@ -168,6 +189,18 @@ def _experiment_parsers(sub) -> None:
     w.add_argument("--quick", action="store_true", help="3 epochs per run")
     w.add_argument("--no-baseline", action="store_true", help="skip the baseline run")
     w.add_argument("--no-plots", action="store_true", help="no figures")
+    f = sub.add_parser("frontier", help="accuracy against exact bits: baseline, PTQ, QAT and "
+                                        "MoMos variants in one table, Pareto front marked",
+                       formatter_class=_HelpFormatter)
+    _common(f, "momos-frontier", estimators=())
+    f.add_argument("--epochs", type=int, help="epochs per run (default 30; 3 with --quick)")
+    f.add_argument("--quick", action="store_true", help="3 epochs per run")
+    f.add_argument("--seeds", type=int, nargs="+",
+                   help="several seeds: runs in OUT/seed<N>/, mean ± std per run "
+                        "(default: the one --seed)")
+    f.add_argument("--runs", nargs="+", metavar="NAME",
+                   help="a subset of the grid (default: all of momos.frontier.FRONTIER_RUNS)")
+    f.add_argument("--no-plots", action="store_true", help="no figure")
 
 
 def _print_sizes(info: dict) -> None:
@@ -177,12 +210,19 @@ def _print_sizes(info: dict) -> None:
         ("motif bank", info["bank_bits"]),
         ("mosaic (" + ("entropy-coded" if info["mosaic_coded"] else "fixed width") + ")",
          info["mosaic_bits"]),
-        ("leftover tensors", info["leftover_bits"]),
+        ("stored tensors (own codes)", info["leftover_bits"]),
         ("total", info["total_bits"]),
     ]
-    print(f"s={info['s']} k={info['k']} q={info['q']} blocks={info['m']:,} weights={n:,}")
+    if info["m"]:
+        print(f"s={info['s']} k={info['k']} q={info['q']} blocks={info['m']:,} weights={n:,}")
+    else:
+        print(f"no motifs: every tensor stored with its own code; weights={n:,}")
+    codes = info.get("codes", {})
     for label, bits in rows:
         print(f"  {label:<28}{bits:>14,} bits")
+        if label.startswith("stored tensors"):
+            for code, code_bits in codes.items():
+                print(f"    {code:<26}{code_bits:>14,} bits")
     print(f"  {'bits per weight':<28}{info['total_bits'] / n:>14.4f}")
     print(f"  {'vs 32-bit weights (RAC)':<28}{32 * n / info['total_bits']:>14.3f}")
 
@@ -195,12 +235,21 @@ def _encode(args: argparse.Namespace) -> None:
     from .codec import encode, stream_info
     from .projection import MoMos
 
+    if args.s is None and (args.k is not None or args.capacity is not None):
+        raise ValueError("--k and --capacity size the motif bank: give --s too (or neither, "
+                         "to store every tensor with its shortest exact code)")
+    if args.s is not None and args.k is None and args.capacity is None:
+        raise ValueError("--s projects onto motifs: give --capacity or --k too")
     state = {name: torch.from_numpy(arr.astype("float32"))
              for name, arr in load_weights(args.checkpoint).items()}
-    pooled = {k: v for k, v in state.items() if not any(t in k for t in args.exclude)}
-    mm = MoMos(args.s, k=args.k, capacity=args.capacity, seed=args.seed)
-    mm.project(pooled)
-    data = encode(state, mm, q=args.q)
+    if args.s is None:
+        data = encode(state)
+    else:
+        pooled = {k: v for k, v in state.items() if not any(t in k for t in args.exclude)}
+        mm = MoMos(args.s, k=args.k, capacity=args.capacity, seed=args.seed,
+                   bank_bits=args.q if args.q < 16 else 32)
+        mm.project(pooled, include_buffers=args.include_buffers)
+        data = encode(state, mm, q=args.q)
     write_atomic(args.out, data)
     print(f"wrote {args.out}")
     _print_sizes(stream_info(data, max_numel=max(1, sum(t.numel() for t in state.values()))))
@@ -240,7 +289,8 @@ def _train(args: argparse.Namespace) -> None:
         return
     cfg = TrainConfig(
         model=args.model, dataset=args.dataset, method=args.method, s=args.s,
-        capacity=args.capacity, k=args.k, q=args.q, force_zero=not args.no_force_zero,
+        capacity=args.capacity, k=args.k, q=args.q, levels=args.levels, bank_q=args.bank_q,
+        kmeans_iters=args.kmeans_iters, force_zero=not args.no_force_zero,
         project_every=args.project_every, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         schedule=args.schedule, seed=args.seed, device=args.device, data_dir=args.data_dir,
@@ -251,7 +301,7 @@ def _train(args: argparse.Namespace) -> None:
     if lead and not bars:
         size = f"k={cfg.k}" if cfg.k is not None else f"c={cfg.capacity:g}"
         label = f"{cfg.method} s={cfg.s} {size}" if cfg.uses_momos else cfg.method
-        callback = epoch_printer(label, cfg.epochs)
+        callback = epoch_printer(label, cfg.total_epochs)
     with cpu_threads(resolve_threads(args.threads, cfg.model, cfg.device)):
         res = train(cfg, args.out, resume=args.resume, progress=bars, callback=callback)
     if not lead:
@@ -322,6 +372,24 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
         sys.exit(code)
 
 
+def _frontier(args: argparse.Namespace) -> None:
+    from .frontier import best_within, frontier
+    from .tables import format_table
+
+    table = frontier(args.out, dataset=args.dataset, model=args.model, runs=args.runs,
+                     seed=args.seeds or args.seed, epochs=args.epochs, quick=args.quick,
+                     data_dir=args.data_dir, device=args.device, estimators=args.estimators,
+                     resume=args.resume, plots=not args.no_plots, threads=args.threads,
+                     progress="lines" if args.no_progress else None)
+    print(format_table(table))
+    pick = best_within(table)
+    if pick is not None:
+        print(f"fewest exact bits within 1 point of the baseline: {pick} "
+              f"({table.loc[pick, 'bits_per_weight']:.3f} bits per weight)")
+    print(f"wrote {args.out}/report.md, {args.out}/frontier.csv"
+          + ("" if args.no_plots else f", {args.out}/frontier.png"))
+
+
 def _experiment(args: argparse.Namespace) -> None:
     from .experiment import format_table, reproduce, sweep
 
@@ -356,7 +424,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     """Run one parsed command; a user error is one line on stderr and status 1."""
     try:
         {"encode": _encode, "decode": _decode, "size": _size, "train": _train,
-         "reproduce": _experiment, "sweep": _experiment}[args.command](args)
+         "reproduce": _experiment, "sweep": _experiment,
+         "frontier": _frontier}[args.command](args)
     except (OSError, ValueError, TypeError, ImportError) as err:
         print(f"momos: error: {err}", file=sys.stderr)
         return 1

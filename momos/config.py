@@ -16,10 +16,12 @@ from kcomplex.validation import is_int
 from .data import DATASETS
 from .models import MODELS
 
-__all__ = ["METHODS", "TrainConfig"]
+__all__ = ["METHODS", "PTQ_LEVELS", "TrainConfig"]
 
 #: Training methods accepted by :class:`TrainConfig`.
-METHODS = ("baseline", "qat", "momos", "momos+qat")
+METHODS = ("baseline", "qat", "ptq", "momos", "momos+qat")
+#: Level sets of post-training quantization (``method="ptq"``): :data:`momos.ptq.PTQ_LEVELS`.
+PTQ_LEVELS = ("uniform", "kmeans")
 
 _OPTIMIZERS = ("adamw", "sgd")
 _PROJECT_EVERY = ("epoch", "step")
@@ -52,7 +54,27 @@ class TrainConfig:
     k : int, optional
         Number of motifs instead of ``capacity``.
     q : int
-        QAT bit width (``qat`` and ``momos+qat``), >= 2.
+        Bit width, >= 2: of QAT (``qat``, ``momos+qat``) and of post-training quantization
+        (``ptq``: at most 16 with k-means levels).
+    levels : {"uniform", "kmeans"}
+        The levels of ``ptq``: QAT's symmetric uniform grid (``2^q - 1`` levels) or 1-D
+        k-means per tensor (``2^q`` levels).
+    bank_q : int, optional
+        Bits per motif value (MoMos methods; :class:`momos.MoMos`'s ``bank_bits``): default
+        ``q`` for ``momos+qat`` (the bank the paper's bound counts, stored exactly) and 32
+        (the parameters' dtype) for ``momos``.
+    kmeans_iters : int
+        Lloyd steps refining every projection's sampled bank (MoMos methods;
+        ``motif_init="kmeans"``); 0 is the reference projection.
+    finetune_epochs : int
+        ``momos`` only: epochs after the last projection that train the motif bank with the
+        mosaic frozen (:func:`momos.freeze_mosaic`); they are epochs ``epochs + 1`` ..
+        ``epochs + finetune_epochs`` of the run, with AdamW on the bank, no weight decay,
+        a constant rate ``finetune_lr``. The description length does not change (the same
+        ``k``, ``s`` and mosaic); the bank is re-quantized after each of them when
+        ``bank_q < 32``.
+    finetune_lr : float, optional
+        The rate of the fine-tuning epochs; default the run's ``lr``.
     force_zero : bool
         Motif 0 is the all-zero block.
     project_every : {"epoch", "step"}
@@ -91,6 +113,11 @@ class TrainConfig:
     capacity: float | None = None
     k: int | None = None
     q: int = 8
+    levels: str = "uniform"
+    bank_q: int | None = None
+    kmeans_iters: int = 0
+    finetune_epochs: int = 0
+    finetune_lr: float | None = None
     force_zero: bool = True
     project_every: str = "epoch"
     epochs: int = 30
@@ -125,6 +152,22 @@ class TrainConfig:
               f"seed must be an integer >= 0, got {self.seed!r}")
         check(is_int(self.q) and self.q >= 2,
               f"QAT bits q must be an integer >= 2, got {self.q!r}")
+        check(self.levels in PTQ_LEVELS,
+              f"levels must be one of {PTQ_LEVELS}, got {self.levels!r}")
+        check(not (self.method == "ptq" and self.levels == "kmeans" and self.q > 16),
+              f"k-means post-training quantization takes q <= 16 bits, got q={self.q}")
+        check(self.bank_q is None or (is_int(self.bank_q) and self.bank_q >= 2),
+              f"bank_q must be an integer >= 2 (32: float banks), got {self.bank_q!r}")
+        check(is_int(self.kmeans_iters) and self.kmeans_iters >= 0,
+              f"kmeans_iters must be an integer >= 0, got {self.kmeans_iters!r}")
+        check(is_int(self.finetune_epochs) and self.finetune_epochs >= 0,
+              f"finetune_epochs must be an integer >= 0, got {self.finetune_epochs!r}")
+        check(self.finetune_epochs == 0 or self.method == "momos",
+              f"finetune_epochs trains the bank of a MoMos projection: method must be "
+              f"'momos', got {self.method!r}")
+        check(self.finetune_lr is None or (math.isfinite(self.finetune_lr)
+                                           and self.finetune_lr > 0),
+              f"finetune_lr must be a finite number > 0, got {self.finetune_lr!r}")
         check(self.capacity is None or self.k is None, "give capacity or k, not both")
         if self.capacity is None and self.k is None:
             object.__setattr__(self, "capacity", 0.05)
@@ -156,6 +199,19 @@ class TrainConfig:
         """True for ``qat`` and ``momos+qat``."""
         return self.method.endswith("qat")
 
+    @property
+    def total_epochs(self) -> int:
+        """Training epochs, fine-tuning ones included: the last record's epoch."""
+        return self.epochs + self.finetune_epochs
+
+    @property
+    def bank_bits(self) -> int:
+        """Bits per motif value of the MoMos bank: ``bank_q``, else ``q`` for
+        ``momos+qat`` and 32 otherwise."""
+        if self.bank_q is not None:
+            return self.bank_q
+        return self.q if self.method == "momos+qat" else 32
+
     def resolved(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict, per-model defaults filled in."""
         opt, lr, wd = _DEFAULTS[self.model]
@@ -164,4 +220,7 @@ class TrainConfig:
         out["lr"] = lr if self.lr is None else self.lr
         out["weight_decay"] = wd if self.weight_decay is None else self.weight_decay
         out["estimators"] = list(self.estimators)
+        out["bank_q"] = self.bank_bits
+        if self.finetune_epochs:
+            out["finetune_lr"] = out["lr"] if self.finetune_lr is None else self.finetune_lr
         return out

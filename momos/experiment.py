@@ -31,7 +31,7 @@ from .train import train
 
 __all__ = ["PAPER_CAPACITIES", "PAPER_S", "REPRODUCE_RUNS", "aggregate", "cpu_threads",
            "epoch_printer", "format_table", "markdown_table", "reproduce", "resolve_threads",
-           "summarize", "sweep"]
+           "run_all", "summarize", "sweep"]
 
 #: The four runs of :func:`reproduce`: name -> fields of :class:`~momos.train.TrainConfig`.
 REPRODUCE_RUNS: dict[str, dict[str, Any]] = {
@@ -98,10 +98,13 @@ def summarize(runs: Mapping[str, RunResult | Mapping[str, Any]]) -> pd.DataFrame
     return pd.DataFrame(rows).set_index("run")
 
 
-def _run_all(configs: dict[str, TrainConfig], out: Path | None, resume: bool,
+def run_all(configs: dict[str, TrainConfig], out: Path | None, resume: bool,
              progress: bool | str | None, threads: int | str | None
              ) -> dict[str, RunResult]:
     """Train every config (skipping finished runs when resuming); results by name.
+
+    Each run goes to ``out/<name>`` (nothing is written when ``out`` is None), with
+    ``threads`` torch CPU threads (:func:`resolve_threads`).
 
     ``progress``: True bars, False nothing, ``"lines"`` one line per epoch and per run on
     stderr, None bars when stderr is a terminal and lines otherwise.
@@ -120,7 +123,7 @@ def _run_all(configs: dict[str, TrainConfig], out: Path | None, resume: bool,
                     run_line(f"{label}: finished earlier, kept", stored)
                 continue
         t0 = time.perf_counter()
-        callback = epoch_printer(label, cfg.epochs) if lines else None
+        callback = epoch_printer(label, cfg.total_epochs) if lines else None
         with cpu_threads(resolve_threads(threads, cfg.model, cfg.device)):
             results[name] = train(cfg, rundir, resume=resume, progress=bars,
                                   callback=callback)
@@ -215,7 +218,7 @@ def reproduce(
         configs = {name: dataclasses.replace(base, **fields)
                    for name, fields in REPRODUCE_RUNS.items()}
         where = outdir if outdir is None or len(seeds) == 1 else outdir / f"seed{one}"
-        results = _run_all(configs, where, resume, progress, threads)
+        results = run_all(configs, where, resume, progress, threads)
         tables[one] = summarize(results)
         if where is not None:
             from .report import write_report
@@ -331,7 +334,7 @@ def sweep(
             configs[f"s{s}-c{c:g}"] = dataclasses.replace(base, method=method, s=int(s),
                                                           capacity=float(c))
     outdir = _prepare(out)
-    results = _run_all(configs, outdir, resume, progress, threads)
+    results = run_all(configs, outdir, resume, progress, threads)
     table = summarize(results)
     if outdir is not None:
         from .report import write_report

@@ -30,6 +30,7 @@ from kcomplex.validation import is_int
 from . import assign as _assign
 from .blocks import BlockLayout, Span, layout_of, pool_parameters, to_blocks, write_blocks
 from .bounds import check_int_at_least, check_k_or_capacity, motif_count
+from .qat import QAT_OFF_BITS, quantize_weight
 
 __all__ = ["MOTIF_INITS", "MoMos", "ProjectionStats", "project"]
 
@@ -96,6 +97,13 @@ class MoMos:
     kmeans_iters : int
         Number of Lloyd steps, >= 0 (0: identical to ``"sample"``); only with
         ``motif_init="kmeans"``.
+    bank_bits : int
+        Bits per motif value, >= 2; 32 (default) keeps the bank in the parameters' dtype.
+        Below 32 the bank is quantized with QAT's quantizer (:func:`momos.qat.quantize_weight`,
+        one symmetric scale for the whole bank) after sampling and after every Lloyd step,
+        before the blocks are assigned: the projected weights are then ``bank_q[mosaic]``,
+        which :func:`momos.encode` stores at ``bank_bits`` bits per value, exactly. MoMos +
+        QAT runs use it, so that their bank costs what the paper's bound counts.
 
     Attributes
     ----------
@@ -132,7 +140,7 @@ class MoMos:
     def __init__(
         self, s: int, k: int | None = None, capacity: float | None = None,
         force_zero: bool = True, seed: int | None = None, assign: str = "auto",
-        motif_init: str = "sample", kmeans_iters: int = 0,
+        motif_init: str = "sample", kmeans_iters: int = 0, bank_bits: int = 32,
     ) -> None:
         self.s = check_int_at_least("block size s", s, 1)
         self.k, self.capacity = check_k_or_capacity(k, capacity)
@@ -145,6 +153,7 @@ class MoMos:
             raise ValueError(
                 f"kmeans_iters={kmeans_iters} needs motif_init='kmeans' (got {motif_init!r})"
             )
+        self.bank_bits = check_int_at_least("bank_bits", bank_bits, 2)
         self.assign = _check_assign(assign)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
@@ -161,7 +170,7 @@ class MoMos:
         size = f"k={self.k}" if self.k is not None else f"capacity={self.capacity}"
         return (f"MoMos(s={self.s}, {size}, force_zero={self.force_zero}, seed={self.seed}, "
                 f"assign={self.assign!r}, motif_init={self.motif_init!r}, "
-                f"kmeans_iters={self.kmeans_iters})")
+                f"kmeans_iters={self.kmeans_iters}, bank_bits={self.bank_bits})")
 
     def state_dict(self) -> dict[str, Any]:
         """The projector's state, to continue it elsewhere with :meth:`load_state_dict`.
@@ -174,8 +183,9 @@ class MoMos:
         -------
         dict
             ``config``: ``s``, ``k``, ``capacity``, ``force_zero``, ``seed``,
-            ``motif_init``, ``kmeans_iters`` (``assign`` is left out: every method gives the
-            same argmin). ``motifs``, ``mosaic``: the bank and mosaic of the last projection.
+            ``motif_init``, ``kmeans_iters``, ``bank_bits`` (``assign`` is left out:
+            every method gives the same argmin). ``motifs``, ``mosaic``: the bank and
+            mosaic of the last projection.
             ``layout``: its :class:`~momos.blocks.BlockLayout` as a plain dict
             (``dataclasses.asdict`` of it: ``s`` and ``spans``, each span a dict of
             ``name``, ``shape``, ``numel``, ``start``, ``n_blocks``). All three are
@@ -260,10 +270,15 @@ class MoMos:
         """The settings that a state belongs to (``assign`` does not change results)."""
         return {"s": self.s, "k": self.k, "capacity": self.capacity,
                 "force_zero": self.force_zero, "seed": self.seed,
-                "motif_init": self.motif_init, "kmeans_iters": self.kmeans_iters}
+                "motif_init": self.motif_init, "kmeans_iters": self.kmeans_iters,
+                "bank_bits": self.bank_bits}
 
     def _check_config(self, config: Any) -> None:
         mine = self._config()
+        if (isinstance(config, Mapping) and "bank_bits" not in config
+                and self.bank_bits == QAT_OFF_BITS):
+            # States saved before banks could be quantized have float banks.
+            config = {**config, "bank_bits": QAT_OFF_BITS}
         if not isinstance(config, Mapping) or set(config) != set(mine):
             raise ValueError(f"a MoMos state's config must be a mapping of {sorted(mine)}, "
                              f"got {config!r}")
@@ -275,15 +290,19 @@ class MoMos:
                     f"the state is of a projector with {name}={theirs!r}, this one has "
                     f"{name}={value!r}; create the MoMos with the state's settings")
 
-    def project(self, model: nn.Module | Mapping[str, torch.Tensor]) -> ProjectionStats:
+    def project(self, model: nn.Module | Mapping[str, torch.Tensor], *,
+                include_buffers: bool = False) -> ProjectionStats:
         """Project the weights of ``model`` onto a motif bank, in place.
 
         Parameters
         ----------
         model : nn.Module or Mapping[str, torch.Tensor]
             A module (its trainable, non-empty parameters in ``parameters()`` order) or a
-            state dict (its non-empty floating tensors, in order). All pooled tensors must
-            share one floating dtype and one device; everything is computed there.
+            state dict (its non-empty floating tensors, in order, except those named like
+            buffers: ``momos.blocks.is_buffer_name``). All pooled tensors must share one
+            floating dtype and one device; everything is computed there.
+        include_buffers : bool
+            Pool a state dict's buffer-named tensors too (batch-norm statistics...).
 
         Returns
         -------
@@ -301,7 +320,7 @@ class MoMos:
             materialize the module first), the tensors differ in dtype or device, or a
             weight is NaN or infinite.
         """
-        tensors = pool_parameters(model)
+        tensors = pool_parameters(model, include_buffers)
         layout = layout_of(tensors, self.s)
         _check_tensors(tensors)
         pool = to_blocks(tensors, layout)
@@ -309,7 +328,7 @@ class MoMos:
         k_eff = motif_count(layout.m, self.k, self.capacity)
         mask = layout.real_mask(pool.device)
 
-        motifs = self._sample(pool, k_eff)
+        motifs = self._quantized(self._sample(pool, k_eff))
         mosaic = self._nearest(pool, motifs)
         distortion = _distortion(pool, motifs[mosaic], mask)
         if self.motif_init == "kmeans" and self.kmeans_iters > 0:
@@ -322,6 +341,58 @@ class MoMos:
         self.motifs, self.mosaic, self.layout = motifs, mosaic, layout
         return ProjectionStats(k_eff, float(distortion), changed, counts)
 
+    def set_motifs(self, model: nn.Module | Mapping[str, torch.Tensor],
+                   motifs: torch.Tensor) -> float:
+        """Replace the bank of the last projection, keeping its mosaic: the new bank
+        (quantized at ``bank_bits``) is written into the model as ``motifs[mosaic]``.
+
+        Used after frozen-mosaic fine-tuning (:func:`momos.freeze_mosaic`) has moved the
+        motifs, so that the projector, the model and the codec agree again.
+
+        Parameters
+        ----------
+        model : nn.Module or Mapping[str, torch.Tensor]
+            What was projected (the same pool and layout); modified in place.
+        motifs : torch.Tensor
+            ``(k_eff, s)`` new bank, floating.
+
+        Returns
+        -------
+        float
+            The squared distance between the pooled weights before and after (padding
+            excluded), in float64: 0.0 when the bank is already on its grid.
+
+        Raises
+        ------
+        ValueError
+            If there was no projection, the bank's shape differs, or the model's pool is
+            not the projection's layout.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> layer = nn.Linear(4, 2); mm = MoMos(s=2, k=2, seed=0); _ = mm.project(layer)
+        >>> mm.set_motifs(layer, mm.motifs * 2) >= 0, torch.equal(
+        ...     layer.weight.detach().reshape(-1, 2), mm.motifs[mm.mosaic[:4]])
+        (True, True)
+        """
+        if self.motifs is None:
+            raise ValueError("no projection yet: call project(model) first")
+        if not isinstance(motifs, torch.Tensor) or tuple(motifs.shape) != tuple(
+                self.motifs.shape) or not motifs.is_floating_point():
+            raise ValueError(f"motifs must be a floating tensor of shape "
+                             f"{tuple(self.motifs.shape)}, got {getattr(motifs, 'shape', motifs)}")
+        tensors = pool_parameters(model)
+        if layout_of(tensors, self.s) != self.layout:
+            raise ValueError("the model's pooled tensors are not those of the last projection")
+        pool = to_blocks(tensors, self.layout)
+        bank = self._quantized(motifs.detach().to(device=pool.device, dtype=pool.dtype))
+        new = bank[self.mosaic]
+        distortion = _distortion(pool, new, self.layout.real_mask(pool.device))
+        write_blocks(tensors, new, self.layout)
+        self.motifs = bank
+        return float(distortion)
+
     # -- steps ---------------------------------------------------------------------------
 
     def _sample(self, pool: torch.Tensor, k_eff: int) -> torch.Tensor:
@@ -332,6 +403,13 @@ class MoMos:
         zero = pool.new_zeros(1, pool.shape[1])
         return torch.cat([zero, pool[perm[: k_eff - 1].to(pool.device)]])
 
+    def _quantized(self, motifs: torch.Tensor) -> torch.Tensor:
+        """The bank at ``bank_bits`` (QAT's per-tensor quantizer over the whole bank), so
+        that every block is assigned to, and becomes, a motif the codec stores exactly."""
+        if self.bank_bits >= QAT_OFF_BITS:
+            return motifs
+        return quantize_weight(motifs, self.bank_bits)
+
     def _nearest(self, pool: torch.Tensor, motifs: torch.Tensor) -> torch.Tensor:
         return _assign.nearest_motif(pool, motifs, method=self.assign)
 
@@ -341,7 +419,8 @@ class MoMos:
         pool64 = pool.to(torch.float64)
         new_motifs, new_mosaic = motifs, mosaic
         for _ in range(self.kmeans_iters):
-            new_motifs = _cluster_means(pool64, new_motifs, new_mosaic, self.force_zero)
+            new_motifs = self._quantized(
+                _cluster_means(pool64, new_motifs, new_mosaic, self.force_zero))
             new_mosaic = self._nearest(pool, new_motifs)
         new_distortion = _distortion(pool, new_motifs[new_mosaic], mask)
         if new_distortion <= distortion:
@@ -353,6 +432,7 @@ def project(
     model: nn.Module | Mapping[str, torch.Tensor], s: int, k: int | None = None,
     capacity: float | None = None, force_zero: bool = True, seed: int | None = None,
     assign: str = "auto", motif_init: str = "sample", kmeans_iters: int = 0,
+    bank_bits: int = 32, include_buffers: bool = False,
 ) -> ProjectionStats:
     """One projection step of ``model`` in place: ``MoMos(...).project(model)``.
 
@@ -365,8 +445,8 @@ def project(
     >>> project(nn.Linear(3, 2), s=1, k=2, seed=0).motif_counts.sum().item()
     8
     """
-    momos = MoMos(s, k, capacity, force_zero, seed, assign, motif_init, kmeans_iters)
-    return momos.project(model)
+    momos = MoMos(s, k, capacity, force_zero, seed, assign, motif_init, kmeans_iters, bank_bits)
+    return momos.project(model, include_buffers=include_buffers)
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -223,8 +223,9 @@ def write_report(outdir: str | os.PathLike, runs: Mapping[str, RunResult | Mappi
         markdown_table(table), "",
         "Columns: *BDM tr/init* is BDM of the binarized weights (w > 0) after training over "
         "at initialization; *gzip/bz2/lzma init, tr* are compression rates (raw float32 "
-        "bits / compressed bits); *exact bits* is the length of a real MoMos encoding "
-        "that decodes back bit-exactly (raw float32 for runs without MoMos); *bound bits* "
+        "bits / compressed bits); *exact bits* is the length of the run's `final.momos`, "
+        "which decodes back bit-exactly (MoMos: bank and mosaic; others: each tensor's "
+        "shortest exact code); *bound bits* "
         "is the paper's `k*s*q + m*ceil(log2 k)` (`n*q` without MoMos); "
         "RAC = 32 n / bits.", "",
         "## What this run says about the paper's claims", "",

@@ -144,7 +144,9 @@ class RunSummary:
     ``test_acc``/``val_acc`` of the last epoch; the best epoch by validation accuracy
     (earliest on ties) with its accuracies; ``complexity_ratio`` trained/init per estimator;
     ``description_length`` (``total_bits``, ``bound_bits``, ``trivial_bits``, ``coded``,
-    ``rac_exact``, ``rac_bound``, and the codec's parts for MoMos runs); ``motif_counts``,
+    ``rac_exact``, ``rac_bound``, ``codes`` (bits of the tensors stored with each tensor
+    code), ``header_bits``, ``leftover_bits``, and the bank and mosaic parts for MoMos
+    runs); ``motif_counts``,
     the blocks per motif, for MoMos runs (None otherwise, and then absent from the file).
     """
 
@@ -207,7 +209,7 @@ class RunResult:
     >>> import momos
     >>> res = momos.train(epochs=0, estimators=("bdm",), progress=False)
     >>> res.status, res.final.epoch, res.summary.description_length["coded"]
-    ('finished', 0, 'raw float32')
+    ('finished', 0, 'tensor codes')
     """
 
     config: dict[str, Any]

@@ -9,9 +9,10 @@ and what a resume reads, is :mod:`momos.train`'s and :mod:`momos.checkpoint`'s.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -24,13 +25,15 @@ from ._distributed import Ranks
 from .blocks import layout_of, pool_parameters
 from .bounds import bound_bits, motif_count
 from .checkpoint import fits
-from .codec import description_length
+from .codec import decode, description_length, encode, stream_info
 from .config import TrainConfig
 from .data import Splits
+from .finetune import bake, freeze_mosaic
 from .measure import complexity
 from .models import build_model
 from .projection import MoMos
-from .qat import attach_qat
+from .ptq import ptq_targets, quantize_tensor
+from .qat import attach_qat, quantized_weights
 from .results import DamagedFile, EpochRecord, ModelInfo, RunSummary, first_line
 
 __all__ = ["RunState"]
@@ -50,6 +53,9 @@ class RunState:
         self.model = build_model(cfg.model, splits.in_shape, splits.classes).to(device)
         # The plain names and Parameter objects, fixed before QAT renames and reorders them.
         self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        # The weights that post-training quantization rounds (ptq runs), by plain name.
+        self.ptq_names = (frozenset(ptq_targets(self.model)) if cfg.method == "ptq"
+                          else frozenset())
         if cfg.uses_qat:
             attach_qat(self.model, cfg.q)
         self.net: nn.Module = self.model
@@ -59,7 +65,9 @@ class RunState:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.init_state = self.state()
         self.momos = (MoMos(cfg.s, k=cfg.k, capacity=cfg.capacity, force_zero=cfg.force_zero,
-                            seed=cfg.seed) if cfg.uses_momos else None)
+                            seed=cfg.seed, bank_bits=cfg.bank_bits,
+                            motif_init="kmeans" if cfg.kmeans_iters else "sample",
+                            kmeans_iters=cfg.kmeans_iters) if cfg.uses_momos else None)
         res = cfg.resolved()
         if res["optimizer"] == "sgd":
             self.opt: torch.optim.Optimizer = torch.optim.SGD(
@@ -71,6 +79,8 @@ class RunState:
         self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(cfg.epochs, 1))
                       if cfg.schedule == "cosine" else None)
         self.data_gen = torch.Generator().manual_seed(cfg.seed)
+        # The bank optimizer's state across fine-tuning epochs (None until the first one).
+        self.bank_opt: dict[str, Any] | None = None
         self.epoch_lr = float(res["lr"])
         self.data = {name: tuple(t.to(device) for t in getattr(splits, name).tensors)
                      for name in ("train", "val", "test")}
@@ -78,12 +88,36 @@ class RunState:
     # -- weights -------------------------------------------------------------------------
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The evaluated weight of every trainable parameter, plain names, plain order."""
+        """The evaluated weight of every trainable parameter, plain names, plain order:
+        the fake-quantized value of a QAT weight, the post-training quantized one in a
+        ``ptq`` run (which trains the float weights)."""
         out = {}
         for name in self.params:
             owner, _, attr = name.rpartition(".")
-            out[name] = getattr(self.model.get_submodule(owner), attr).detach()
+            w = getattr(self.model.get_submodule(owner), attr).detach()
+            if name in self.ptq_names:
+                w = quantize_tensor(w, self.cfg.q, self.cfg.levels)
+            out[name] = w
         return out
+
+    @contextlib.contextmanager
+    def _evaluated(self) -> Iterator[None]:
+        """The model computing with its evaluated weights: in a ``ptq`` run the quantized
+        values stand in the float parameters, which come back bit for bit afterwards."""
+        if not self.ptq_names:
+            yield
+            return
+        quantized = {n: w for n, w in self.weights().items() if n in self.ptq_names}
+        saved = {n: self.params[n].detach().clone() for n in quantized}
+        with torch.no_grad():
+            for name, w in quantized.items():
+                self.params[name].copy_(w)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, w in saved.items():
+                    self.params[name].copy_(w)
 
     def state(self) -> dict[str, torch.Tensor]:
         """Evaluated weights and buffers as fresh CPU tensors (a checkpoint)."""
@@ -91,21 +125,32 @@ class RunState:
         out.update((n, b.detach().cpu().clone()) for n, b in self.model.named_buffers())
         return out
 
-    def codec_source(self):
-        """(state dict, (bank, mosaic, layout)) for the codec, under the plain names.
+    def codec_source(self) -> tuple[dict[str, torch.Tensor], tuple | None, dict[str, int]]:
+        """The arguments of :func:`momos.encode` for this run's evaluated weights:
+        (state dict, (bank, mosaic, layout) or None, ``post_quantize``), plain names.
 
-        The projector pools ``model.parameters()`` (the QAT order for ``momos+qat``); the
-        pooled tensors are the very ``Parameter`` objects of ``self.params``, so only the
-        span names change here, and the stream holds the latent float weights in pool order.
+        The floating buffers (batch-norm statistics) are stored too, so that the stream
+        rebuilds the network. Without MoMos the state is :meth:`weights` and the buffers
+        (the stream codes each tensor). With
+        MoMos the projector pools ``model.parameters()`` (the QAT order for
+        ``momos+qat``); the pooled tensors are the very ``Parameter`` objects of
+        ``self.params``, so only the span names change here, the stream holds the latent
+        weights in pool order, and for ``momos+qat`` ``post_quantize`` names the weights
+        QAT rounds at ``q`` bits, which the decoder rounds the same way.
         """
         mm = self.momos
+        buffers = {n: b.detach().cpu() for n, b in self.model.named_buffers()
+                   if b.is_floating_point()}
+        if mm is None or mm.motifs is None:  # no MoMos, or never projected
+            return {n: w.cpu() for n, w in self.weights().items()} | buffers, None, {}
         plain = {id(p): n for n, p in self.params.items()}
         pooled = pool_parameters(self.model)
         spans = tuple(dataclasses.replace(sp, name=plain[id(t)])
                       for sp, (_, t) in zip(mm.layout.spans, pooled))
         layout = dataclasses.replace(mm.layout, spans=spans)
-        state = {n: p.detach().cpu() for n, p in self.params.items()}
-        return state, (mm.motifs.cpu(), mm.mosaic.cpu(), layout)
+        state = {n: p.detach().cpu() for n, p in self.params.items()} | buffers
+        post = dict.fromkeys(quantized_weights(self.model), self.cfg.q)
+        return state, (mm.motifs.cpu(), mm.mosaic.cpu(), layout), post
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -139,10 +184,27 @@ class RunState:
                 t.copy_(part.view_as(t))
         mm.motifs, mm.mosaic = parts[-1].view_as(mm.motifs).clone(), mosaic
 
-    def train_epoch(self) -> tuple[float, float, dict | None]:
-        x, y = self.data["train"]
+    def train_epoch(self, finetune: bool = False) -> tuple[float, float, dict | None]:
+        """One epoch: (mean train loss, train accuracy, the last projection's statistics).
+
+        ``finetune``: an epoch of frozen-mosaic bank training (``finetune_epochs``) instead.
+        """
+        if finetune:
+            return self._finetune_epoch()
         self.net.train()
         self.epoch_lr = self.opt.param_groups[0]["lr"]  # before the scheduler steps
+        loss, acc, projection = self._steps(
+            self.opt, self.momos is not None and self.cfg.project_every == "step")
+        if self.momos is not None and self.cfg.project_every == "epoch":
+            projection = self.project()
+        if self.sched is not None:
+            self.sched.step()
+        return loss, acc, projection
+
+    def _steps(self, opt: torch.optim.Optimizer,
+               project: bool) -> tuple[float, float, dict | None]:
+        """The optimizer steps of one epoch (projecting after each if ``project``)."""
+        x, y = self.data["train"]
         # The same seeded permutation on every rank: each takes its shard of each batch.
         order = torch.randperm(len(y), generator=self.data_gen).to(self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -162,27 +224,52 @@ class RunState:
                 # the gradient of the whole batch's mean loss, whatever the shard sizes.
                 loss = seen * (self.ranks.world / len(idx))
                 seen = seen.detach().double()
-            self.opt.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            self.opt.step()
+            opt.step()
             loss_sum += seen
             correct += (logits.detach().argmax(1) == y[mine]).sum()
-            if self.momos is not None and self.cfg.project_every == "step":
+            if project:
                 projection = self.project()
         if self.ranks is not None:
             dist.all_reduce(loss_sum)
             dist.all_reduce(correct)
-        if self.momos is not None and self.cfg.project_every == "epoch":
-            projection = self.project()
-        if self.sched is not None:
-            self.sched.step()
         return float(loss_sum) / max(len(y), 1), int(correct) / max(len(y), 1), projection
+
+    def _finetune_epoch(self) -> tuple[float, float, dict]:
+        """An epoch training the bank alone: the mosaic frozen (:func:`momos.freeze_mosaic`),
+        AdamW on the bank, its state carried from epoch to epoch (and in ``last.pt``)."""
+        mm = self.momos
+        if self.ranks is not None:
+            raise ValueError("finetune_epochs runs in one process: DDP wraps the parameters "
+                             "that freezing the mosaic replaces; train without --nproc")
+        if mm is None or mm.motifs is None:
+            raise ValueError("finetune_epochs needs a projected MoMos model (epochs >= 1)")
+        lr = self.cfg.resolved()["finetune_lr"]
+        bank = freeze_mosaic(self.model, mm.motifs, mm.mosaic, mm.layout)
+        opt = torch.optim.AdamW([bank.weight], lr=lr, weight_decay=0.0)
+        if self.bank_opt is not None:
+            opt.load_state_dict(self.bank_opt)
+        self.epoch_lr = lr
+        self.net.train()
+        try:
+            loss, acc, _ = self._steps(opt, project=False)
+        finally:
+            bake(self.model)
+        self.bank_opt = opt.state_dict()
+        distortion = mm.set_motifs(self.model, bank.weight.detach())
+        return loss, acc, {"k": mm.motifs.shape[0], "distortion": distortion, "changed": 0,
+                           "finetune": True}
 
     @torch.no_grad()
     def evaluate(self, split: str) -> tuple[float, float]:
         x, y = self.data[split]
         if len(y) == 0:
             return math.nan, math.nan
+        with self._evaluated():
+            return self._evaluate(x, y)
+
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         self.model.eval()
         loss_sum, correct = 0.0, 0
         for start in range(0, len(y), 1024):
@@ -210,6 +297,7 @@ class RunState:
                      else torch.empty(0)),
             "mosaic": (mm["mosaic"].cpu() if mm is not None and mm["mosaic"] is not None
                        else torch.empty(0, dtype=torch.int64)),
+            "bank_opt": self.bank_opt if self.bank_opt is not None else {},
         }
 
     def restore(self, snap: Mapping[str, Any]) -> None:
@@ -254,6 +342,10 @@ class RunState:
         elif bank.numel() or mosaic.numel() or (mm is not None and snap["epoch"] > 0):
             # A MoMos run has projected after every epoch; other runs have no bank.
             raise DamagedFile("its motif bank does not match its epoch and method")
+        bank_opt = snap.get("bank_opt") or None
+        if bank_opt is not None and not (isinstance(bank_opt, dict)
+                                         and set(bank_opt) == {"state", "param_groups"}):
+            raise DamagedFile("the bank optimizer state is not a state and param_groups")
         opt = snap["opt"]
         state = opt.get("state")
         if not isinstance(state, dict) or set(opt) != {"state", "param_groups"}:
@@ -275,6 +367,7 @@ class RunState:
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             # Whatever the checks above let through and torch's own loaders refuse.
             raise DamagedFile(f"torch refused part of it: {first_line(err)}") from err
+        self.bank_opt = bank_opt
         if mm is not None:
             try:
                 mm.load_state_dict(momos_state)
@@ -304,9 +397,10 @@ class RunState:
                            test_acc=test_acc, lr=lr, projection=projection, seconds=seconds,
                            **stats)
 
-    def summary(self, epochs: list[EpochRecord], best_epoch: int,
-                best_val_acc: float) -> RunSummary:
-        """The end of the run: last and best epochs, ratios, description length, usage."""
+    def summary(self, epochs: list[EpochRecord], best_epoch: int, best_val_acc: float,
+                stream: bytes | None = None) -> RunSummary:
+        """The end of the run: last and best epochs, ratios, description length (of
+        `stream`, :meth:`stream` of this state, coded here if not given), usage."""
         first, final = epochs[0], epochs[-1]
         counts = None
         if self.momos is not None:
@@ -322,29 +416,68 @@ class RunState:
             complexity_ratio={
                 key.removesuffix("_bits"): final.complexity[key] / first.complexity[key]
                 for key in final.complexity if first.complexity[key] > 0},
-            description_length=self.description(),
+            description_length=self.description(stream),
             motif_counts=counts,
         )
 
-    def description(self) -> dict[str, Any]:
-        """Exact description length (MoMos runs) or the raw float32 code, with the bound."""
+    def stream(self) -> bytes:
+        """The exact code of the evaluated weights and buffers: :func:`momos.encode` of
+        :meth:`codec_source`."""
+        state, source, post = self.codec_source()
+        return encode(state, source, q=codec_bank_bits(self.cfg.bank_bits), post_quantize=post)
+
+    def description(self, stream: bytes | None = None) -> dict[str, Any]:
+        """The exact description length of the weights the network computes with.
+
+        The length of :func:`momos.encode`'s stream of :meth:`codec_source` (every method:
+        the tensor codes alone, or the MoMos bank and mosaic), after checking that the
+        stream decodes to :meth:`weights` bit for bit; itemized, beside the paper's bound
+        (``n q`` bits for a method quantizing at ``q`` bits, ``32 n`` for the baseline, the
+        MoMos bound with the bank at ``bank_q`` bits) and the trivial ``32 n`` bits.
+        """
         cfg = self.cfg
         n = sum(p.numel() for p in self.params.values())
-        if self.momos is None or self.momos.motifs is None:  # no MoMos, or never projected
-            q = cfg.q if cfg.uses_qat else 32
-            return {"coded": "raw float32", "total_bits": 32 * n, "bound_bits": n * q,
-                    "trivial_bits": 32 * n, "rac_exact": 1.0, "rac_bound": 32 / q}
-        state, bank = self.codec_source()
-        dl = description_length(state, bank, q=32)
-        out = {key: value for key, value in dataclasses.asdict(dl).items() if key != "tensors"}
-        out["mosaic_bits"] = dl.mosaic_bits
-        out["coded"] = "momos q=32"
-        if cfg.uses_qat:
-            # The paper's bound stores the bank at the QAT width; our stream keeps the latent
-            # float32 bank, from which the quantized weights follow deterministically.
-            out["bound_bits"] = bound_bits(n, cfg.s, k=bank[0].shape[0], q=cfg.q)
-            out["rac_bound"] = dl.trivial_bits / out["bound_bits"]
+        state, source, post = self.codec_source()
+        q = codec_bank_bits(cfg.bank_bits)
+        data = self.stream() if stream is None else stream
+        decoded = decode(data, max_numel=max(1, sum(t.numel() for t in state.values())))
+        for name, w in self.weights().items():
+            if not _bit_equal(decoded[name], w):
+                raise RuntimeError(f"the exact code of {name!r} does not decode to the weight "
+                                   "the network computes with: please report this bug")
+        info = stream_info(data)
+        if source is not None:
+            # The MoMos itemization: both mosaic codes and the two-part ideal, beside the
+            # stream's sizes (one more encoding, of a bank and mosaic: cheap).
+            dl = description_length(state, source, q=q, post_quantize=post)
+            out = {key: value for key, value in dataclasses.asdict(dl).items()
+                   if key != "tensors"}
+            out["mosaic_bits"] = dl.mosaic_bits
+        else:
+            out = {key: info[key] for key in ("header_bits", "leftover_bits", "total_bits")}
+        out["codes"] = info["codes"]
+        if source is not None:
+            out["coded"] = f"momos bank q={q}" + (f", qat q={cfg.q}" if post else "")
+            out["bound_bits"] = bound_bits(n, cfg.s, k=source[0].shape[0],
+                                           q=min(cfg.bank_bits, 32))
+        else:
+            out["coded"] = "tensor codes"
+            out["bound_bits"] = n * (cfg.q if cfg.uses_qat or cfg.method == "ptq" else 32)
+        out["trivial_bits"] = 32 * n
+        out["rac_bound"] = 32 * n / out["bound_bits"]
+        out["rac_exact"] = 32 * n / info["total_bits"]
         return out
+
+
+def codec_bank_bits(bank_bits: int) -> int:
+    """The codec's ``q`` for a bank of ``bank_bits`` bits per value: below 16 the levels
+    themselves, else float32 (a 16..31-bit grid is exact in float32, not in float16)."""
+    return bank_bits if bank_bits < 16 else 32
+
+
+def _bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    a, b = a.detach().cpu().to(torch.float32), b.detach().cpu().to(torch.float32)
+    return a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
 
 
 def _weight_stats(weights: Mapping[str, torch.Tensor], estimators: tuple[str, ...]) -> dict:
@@ -352,8 +485,9 @@ def _weight_stats(weights: Mapping[str, torch.Tensor], estimators: tuple[str, ..
     whole weight vector."""
     host = {k: w.cpu() for k, w in weights.items()}
     flat = torch.cat([w.reshape(-1).float() for w in host.values()])
-    bits = complexity(host, estimators=list(estimators))
     out = {"sparsity": float((flat == 0).double().mean()),
-           "l2": float(torch.linalg.vector_norm(flat.double()))}
-    out["complexity"] = {f"{e}_bits": bits[f"{e}_bits"] for e in estimators}
+           "l2": float(torch.linalg.vector_norm(flat.double())), "complexity": {}}
+    if estimators:  # a run may measure none (momos frontier's default)
+        bits = complexity(host, estimators=list(estimators))
+        out["complexity"] = {f"{e}_bits": bits[f"{e}_bits"] for e in estimators}
     return out

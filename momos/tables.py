@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["format_table", "markdown_table"]
@@ -63,12 +64,18 @@ _COLUMNS: Sequence[tuple[str, str, str]] = (
     ("trivial_bits", "trivial bits", "{:,.0f}"),
     ("rac_exact", "RAC exact", "{:.3f}"),
     ("rac_bound", "RAC bound", "{:.3f}"),
+    ("bits_per_weight", "bits/weight", "{:.3f}"),
+    ("acc_vs_baseline", "acc vs base (pts)", "{:+.2f}"),
+    ("bits_vs_baseline", "bits vs base", "{:.3f}"),
+    ("on_front", "Pareto front", "{}"),
 )
 
 
 def _cell(value: Any, fmt: str, spread: Any = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else ""
     if spread is None or (isinstance(spread, float) and math.isnan(spread)):
         return fmt.format(value)
     return f"{fmt.format(value)} ± {fmt.format(spread)}"

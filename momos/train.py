@@ -8,7 +8,11 @@ One :func:`train` call is one run of the paper's experiment (``docs/method.md``)
 - ``qat``: fake quantization of module weights at ``q`` bits (:func:`momos.attach_qat`);
 - ``momos``: one MoMos projection after every epoch (after the optimizer steps, before
   validation), or after every step with ``project_every="step"``;
-- ``momos+qat``: both; the projection acts on the latent float weights.
+- ``ptq``: trained as the baseline; every evaluation, and the weights the run reports and
+  stores, are the post-training quantization of the float weights at ``q`` bits
+  (:func:`momos.ptq.post_training_quantize`, uniform or k-means levels);
+- ``momos+qat``: both MoMos and QAT; the projection acts on the latent float weights, and
+  the bank is quantized at ``bank_q`` bits (default ``q``) so the codec stores it exactly.
 
 Epoch 0 is the untouched initialization. At epoch 0 and after every epoch the run records
 loss and accuracy on train (the epoch's running mean; at epoch 0 an evaluation), validation
@@ -16,13 +20,14 @@ and test, the sparsity and L2 norm of the weight vector, and its complexity in b
 kcomplex's estimators (BDM of the binarized weights, the paper's setting; gzip, bz2, lzma).
 The weight vector is what the network computes with: every trainable parameter in the
 plain model's ``parameters()`` order, the fake-quantized value for quantized weights. At the
-end, MoMos runs report the exact description length from a real encoding
-(:func:`momos.encode`), beside the paper's bound and the trivial ``32 n`` bits.
+end, every run reports the exact description length of those weights from a real encoding
+(:func:`momos.encode`: the MoMos bank and mosaic, or each tensor's shortest exact code),
+beside the paper's bound and the trivial ``32 n`` bits.
 
 The output directory holds ``results.json`` (rewritten atomically after every epoch),
 ``init``/``best``/``final`` checkpoints as ``.safetensors`` (the evaluated weights and the
 buffers, under the plain model's names; ``best`` is the highest validation accuracy,
-earliest on ties), ``best.momos``/``final.momos`` for MoMos runs, and ``last.pt``, the full
+earliest on ties), ``best.momos``/``final.momos`` (their exact codes), and ``last.pt``, the full
 training state that ``resume=True`` continues from, bit-identically on CPU. ``last.pt`` also
 holds the records up to its epoch: it is the one file whose writing completes an epoch, so
 a run killed between any two writes resumes exactly. ``.lock`` keeps a second run out of
@@ -54,7 +59,7 @@ from typing import Any
 
 import torch
 
-from kcomplex.files import write_atomic
+from kcomplex.files import regular_file, write_atomic
 
 from ._distributed import Ranks, from_lead, join_group, resolve_device
 from .checkpoint import STATE_FORMAT, cannot_resume, holds_run, lock, resume_state, state_bytes
@@ -231,9 +236,10 @@ class _Session:
         bar = (_progress_bar(progress, self.cfg, len(self.result.epochs) - 1) if self.lead
                else None)
         try:
-            for epoch in range(len(self.result.epochs), self.cfg.epochs + 1):
+            for epoch in range(len(self.result.epochs), self.cfg.total_epochs + 1):
                 t0 = time.perf_counter()
-                loss, acc, projection = self.state.train_epoch()
+                loss, acc, projection = self.state.train_epoch(
+                    finetune=epoch > self.cfg.epochs)
                 record = self._close_epoch(epoch, loss, acc, projection,
                                            time.perf_counter() - t0)
                 if bar is not None:
@@ -286,20 +292,33 @@ class _Session:
         return record
 
     def _save_weights(self, name: str) -> None:
-        """``<name>.safetensors``, and ``<name>.momos`` once a MoMos run has projected."""
+        """``<name>.safetensors``; for a MoMos run also ``<name>.momos``, which needs this
+        epoch's bank and mosaic (the other runs' ``best.momos`` is coded at the end from
+        ``best.safetensors``: one encoding instead of one per better epoch)."""
         _save_tensors(self.outdir / f"{name}.safetensors", self.state.state())
-        momos = self.state.momos
-        if momos is not None and momos.motifs is not None:
-            write_atomic(self.outdir / f"{name}.momos", encode(*self.state.codec_source()))
+        if self.state.momos is not None:
+            write_atomic(self.outdir / f"{name}.momos", self.state.stream())
 
     def _finish(self) -> RunResult:
         result = self.result
-        result.summary = self.state.summary(result.epochs, self.best_epoch, self.best_val_acc)
+        stream = self.state.stream()
+        result.summary = self.state.summary(result.epochs, self.best_epoch, self.best_val_acc,
+                                            stream)
         result.status = "finished"
         if self.outdir is not None:
-            self._save_weights("final")
+            _save_tensors(self.outdir / "final.safetensors", self.state.state())
+            write_atomic(self.outdir / "final.momos", stream)
+            if self.state.momos is None:
+                write_atomic(self.outdir / "best.momos", encode(self._best_weights()))
             write_atomic(self.outdir / "results.json", result.to_json())
         return result
+
+    def _best_weights(self) -> dict[str, torch.Tensor]:
+        """``best.safetensors`` in the order of the run's state (safetensors sorts names)."""
+        from safetensors.torch import load
+
+        best = load(regular_file(self.outdir / "best.safetensors", "checkpoint").read_bytes())
+        return {name: best[name] for name in self.state.state()}
 
 
 def _progress_bar(progress: bool | None, cfg: TrainConfig, done: int):
@@ -311,5 +330,5 @@ def _progress_bar(progress: bool | None, cfg: TrainConfig, done: int):
         progress = sys.stderr.isatty()
     if not progress:
         return None
-    return tqdm(total=cfg.epochs, initial=done, desc=f"{cfg.method} {cfg.model}/{cfg.dataset}",
-                unit="epoch", leave=False)
+    return tqdm(total=cfg.total_epochs, initial=done,
+                desc=f"{cfg.method} {cfg.model}/{cfg.dataset}", unit="epoch", leave=False)

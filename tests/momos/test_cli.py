@@ -52,3 +52,54 @@ def test_module_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "momos", "encode", "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "--capacity" in out and "--exclude" in out
+
+
+def _bits(t):
+    return t.detach().to(torch.float32).contiguous().view(torch.int32)
+
+
+@pytest.fixture
+def bn_ckpt(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 16, 2))
+    model.train()
+    model(torch.randn(4, 3, 6, 6))  # running statistics away from their initial 0 / 1
+    path = tmp_path / "bn.pt"
+    torch.save(model.state_dict(), path)
+    return path, model.state_dict()
+
+
+def test_encode_keeps_buffers_by_default(bn_ckpt, tmp_path):
+    path, state = bn_ckpt
+    out = tmp_path / "m.momos"
+    assert main(["encode", str(path), str(out), "--s", "2", "--k", "4"]) == 0
+    back = decode(out.read_bytes())
+    for name in ("1.running_mean", "1.running_var"):
+        assert torch.equal(_bits(back[name]), _bits(state[name])), name
+    assert not torch.equal(back["0.weight"], state["0.weight"])  # a parameter: projected
+    assert "1.num_batches_tracked" not in back  # integer buffers are not stored
+    assert main(["encode", str(path), str(out), "--s", "2", "--k", "4",
+                 "--include-buffers"]) == 0
+    assert not torch.equal(decode(out.read_bytes())["1.running_var"], state["1.running_var"])
+
+
+def test_encode_without_motifs_is_lossless(bn_ckpt, tmp_path, capsys):
+    path, state = bn_ckpt
+    out = tmp_path / "plain.momos"
+    assert main(["encode", str(path), str(out)]) == 0
+    assert "no motifs" in capsys.readouterr().out
+    back = decode(out.read_bytes())
+    floating = {n: t for n, t in state.items() if t.is_floating_point()}
+    assert list(back) == list(floating)
+    assert all(torch.equal(_bits(back[n]), _bits(t)) for n, t in floating.items())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--k", "4"], "give --s too"),
+    (["--s", "2"], "give --capacity or --k"),
+])
+def test_encode_size_options_are_checked(bn_ckpt, tmp_path, capsys, argv, message):
+    path, _ = bn_ckpt
+    assert main(["encode", str(path), str(tmp_path / "x.momos"), *argv]) == 1
+    assert message in capsys.readouterr().err

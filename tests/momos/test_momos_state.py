@@ -94,7 +94,8 @@ def test_state_is_plain_and_refers_to_the_projection():
     assert state["motifs"] is mm.motifs and state["mosaic"] is mm.mosaic
     assert state["generator"].dtype == torch.uint8
     assert state["config"] == {"s": 2, "k": 6, "capacity": None, "force_zero": True,
-                               "seed": 3, "motif_init": "sample", "kmeans_iters": 0}
+                               "seed": 3, "motif_init": "sample", "kmeans_iters": 0,
+                               "bank_bits": 32}
     assert state["layout"]["s"] == 2
     assert [sp["name"] for sp in state["layout"]["spans"]] == [
         "0.weight", "0.bias", "1.weight", "1.bias", "2.weight"]

@@ -223,10 +223,23 @@ def test_state_dict_in_place():
     mirror = {k: v.clone() for k, v in sd.items()}
     step = ref.project(weights(mirror), 2, k=7, generator=torch.Generator().manual_seed(4))
     mm = MoMos(2, k=7, seed=4)
-    stats = mm.project(sd)
+    stats = mm.project(sd, include_buffers=True)
     assert_same(stats, mm, sd, step)
     assert "1.running_var" in [sp.name for sp in mm.layout.spans]  # buffers pooled too
     assert torch.equal(sd["1.num_batches_tracked"], tracked)
+
+
+def test_state_dict_buffers_are_not_pooled_by_default():
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(9, 2))
+    model.train()(torch.randn(4, 2, 5, 3))
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    running = sd["1.running_var"].clone()
+    mm = MoMos(2, k=7, seed=4)
+    mm.project(sd)
+    # The same pool as the module's: its parameters, in order.
+    assert [sp.name for sp in mm.layout.spans] == [n for n, _ in model.named_parameters()]
+    assert torch.equal(sd["1.running_var"], running)
 
 
 def test_stats_match_direct_computation():

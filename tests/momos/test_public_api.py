@@ -21,6 +21,11 @@ EXPECTED = {
     "project", "rac", "remove_qat", "set_qat_bits", "to_blocks", "write_blocks",
     "METHODS", "TrainConfig", "load_results", "train", "reproduce", "summarize", "sweep",
     "EpochRecord", "ModelInfo", "RunResult", "RunSummary",
+    # exact bits for every method, post-training quantization, the frontier
+    "FRONTIER_RUNS", "PTQ_LEVELS", "TENSOR_CODES", "decode_tensor", "encode_tensor",
+    "frontier", "frontier_table", "is_buffer_name", "pareto_front", "plot_frontier",
+    "post_training_quantize", "ptq_targets", "quantize_tensor", "quantize_weight",
+    "quantized_weights", "state_targets",
 }
 
 #: Runs ``code`` with torch unimportable, as in a base install without the [momos] extra.

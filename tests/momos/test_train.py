@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import kcomplex
-from momos import build_model, decode, fake_quantize, load_dataset
+from momos import build_model, decode, load_dataset
 from momos.train import METHODS, TrainConfig, load_results, train
 
 FAST = ("bdm", "zstd")
@@ -139,7 +139,9 @@ def test_results_have_the_documented_fields(runs):
     for f in ("init.safetensors", "best.safetensors", "final.safetensors", "final.momos",
               "best.momos", "last.pt"):
         assert (out / f).exists(), f
-    assert not (runs["baseline"][1] / "final.momos").exists()
+    base = runs["baseline"][1]  # every method is coded exactly: the baseline's tensors too
+    assert decode((base / "final.momos").read_bytes()).keys() == load_file(
+        base / "final.safetensors").keys()
 
 
 def test_lr_is_the_rate_each_epoch_trained_with(runs):
@@ -227,21 +229,21 @@ def test_projection_after_every_step(tmp_path):
     _check_momos_files(res, out, s=4)
 
 
-def test_momos_qat_stores_latent_motifs_and_quantizes_them(runs):
+def test_momos_qat_stream_decodes_to_the_quantized_network(runs):
     res, out = runs["momos+qat"]
     final = load_file(out / "final.safetensors")
-    latent = decode((out / "final.momos").read_bytes())
-    assert set(latent) == set(final)
-    for name, w in latent.items():
-        if name.endswith("weight"):  # quantized modules: the network sees fake_quantize(latent)
-            assert torch.equal(fake_quantize(w, 8), final[name]), name
-        else:
-            assert torch.equal(w, final[name]), name
-    assert _distinct_blocks(latent.values(), 2) <= res.model.k
+    decoded = decode((out / "final.momos").read_bytes())
+    assert set(decoded) == set(final)
+    for name, w in decoded.items():  # quantized weights and float biases, bit for bit
+        assert torch.equal(w.view(torch.int32), final[name].view(torch.int32)), name
+    # The latent weights are the bank (quantized at q = 8, one scale) over the mosaic.
+    biases = [w for name, w in final.items() if name.endswith("bias")]
+    assert _distinct_blocks(biases, 2) <= res.model.k
     assert _distinct_blocks(final.values(), 2) > res.model.k  # per-tensor scales
     dl = res.summary.description_length
-    assert dl["bound_bits"] < dl["trivial_bits"] and dl["total_bits"] == 8 * len(
-        (out / "final.momos").read_bytes())
+    assert dl["bank_bits"] < 9 * res.model.k * 2 + 64  # 8 bits per motif value
+    assert dl["total_bits"] <= dl["bound_bits"] + dl["header_bits"]
+    assert dl["total_bits"] == 8 * len((out / "final.momos").read_bytes())
 
 
 def test_resnet_with_buffers_trains_and_checkpoints(tmp_path):
@@ -250,9 +252,10 @@ def test_resnet_with_buffers_trains_and_checkpoints(tmp_path):
     assert "bn1.running_mean" in final and "layer1.0.conv1.weight" in final
     model = build_model("resnet20", (1, 8, 8), 10)
     model.load_state_dict(final)
-    # Only trainable weights are in the .momos stream: the paper's weight vector.
+    # The stream rebuilds the network: trainable weights (pooled) and floating buffers.
     assert set(decode((out / "final.momos").read_bytes())) == {
-        n for n, p in model.named_parameters()}
+        n for n, p in model.named_parameters()} | {
+        n for n, b in model.named_buffers() if b.is_floating_point()}
     assert res.summary.description_length["trivial_bits"] == 32 * sum(
         p.numel() for p in model.parameters())
 
@@ -320,7 +323,7 @@ def test_no_output_directory_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = train(epochs=0, estimators=FAST, progress=False)
     assert list(tmp_path.iterdir()) == []
-    assert res.summary.description_length["coded"] == "raw float32"
+    assert res.summary.description_length["coded"] == "tensor codes"
 
 
 @pytest.mark.cuda
