@@ -62,6 +62,10 @@ FRONTIER_RUNS: dict[str, dict[str, Any]] = {
                              "kmeans_iters": 5},
     "momos-s2-c0.05-ft10": {"method": "momos", "s": 2, "capacity": 0.05, "finetune_epochs": 10},
     "momos-s2-k256-ft10": {"method": "momos", "s": 2, "k": 256, "finetune_epochs": 10},
+    "momos-s2-c0.05-b8-ft10": {"method": "momos", "s": 2, "capacity": 0.05, "bank_q": 8,
+                               "finetune_epochs": 10},
+    "momos-s2-k1024-b8-km-ft10": {"method": "momos", "s": 2, "k": 1024, "bank_q": 8,
+                                  "kmeans_iters": 5, "finetune_epochs": 10},
     "momos+qat-s2-c0.05-q8": {"method": "momos+qat", "s": 2, "capacity": 0.05, "q": 8},
     "momos+qat-s2-c0.05-q4": {"method": "momos+qat", "s": 2, "capacity": 0.05, "q": 4},
     "momos+qat-s2-k256-q4": {"method": "momos+qat", "s": 2, "k": 256, "q": 4},
@@ -133,7 +137,7 @@ def frontier_table(runs: Mapping[str, RunResult | Mapping[str, Any]]) -> pd.Data
                      "bits_per_weight": bits / res.model.n_params})
     table = pd.DataFrame(rows).set_index("run")
     base = table.loc["baseline"] if "baseline" in table.index else None
-    table["acc_vs_baseline"] = (100 * (table["test_acc"] - base["test_acc"])
+    table["acc_vs_baseline"] = (_points(table["test_acc"] - base["test_acc"])
                                 if base is not None else np.nan)
     table["bits_vs_baseline"] = (table["exact_bits"] / base["exact_bits"]
                                  if base is not None else np.nan)
@@ -146,10 +150,16 @@ def _seed_table(tables: dict[int, pd.DataFrame]) -> pd.DataFrame:
     table = aggregate({seed: t.drop(columns=["on_front"]) for seed, t in tables.items()})
     if "baseline" in table.index:
         base = table.loc["baseline"]
-        table["acc_vs_baseline"] = 100 * (table["test_acc"] - base["test_acc"])
+        table["acc_vs_baseline"] = _points(table["test_acc"] - base["test_acc"])
         table["bits_vs_baseline"] = table["exact_bits"] / base["exact_bits"]
     table["on_front"] = pareto_front(table["exact_bits"], table["test_acc"])
     return table
+
+
+def _points(diff: pd.Series) -> pd.Series:
+    """Accuracy differences in points, the float noise of averaging rounded off (so
+    that equal accuracies read +0.00, not -0.00)."""
+    return (100 * diff).round(9) + 0.0
 
 
 def best_within(table: pd.DataFrame, points: float = 1.0) -> str | None:

@@ -63,7 +63,7 @@ class CodedMosaic:
             if payload:
                 raise CodecError("corrupt mosaic: a payload for fewer than two motifs")
             return
-        # The model of kcomplex.mdl.coded_bits (docs/format.md).
+        # The model of kcomplex.mdl.ans_encode (docs/format.md).
         self.model = categorical_model(self.want)
         self.coder = constriction.stream.stack.AnsCoder(
             np.frombuffer(payload, "<u4").astype(np.uint32))

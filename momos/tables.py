@@ -78,7 +78,7 @@ def _cell(value: Any, fmt: str, spread: Any = None) -> str:
         return "yes" if value else ""
     if spread is None or (isinstance(spread, float) and math.isnan(spread)):
         return fmt.format(value)
-    return f"{fmt.format(value)} ± {fmt.format(spread)}"
+    return f"{fmt.format(value)} ± {fmt.replace('+', '').format(spread)}"
 
 
 def _format(table: pd.DataFrame, markdown: bool) -> str:

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 
-# The oracles ``tests/naive.py`` (BDM) and ``tests/momos/reference.py`` (MoMos) are
-# registered as the modules ``naive`` and ``momos_reference`` rather than by putting
+# The oracles ``tests/naive.py`` (BDM) and ``tests/momos/reference.py`` (MoMos), and the
+# fuzz tests' stream corruptions ``tests/momos/stream_edits.py``, are registered as the
+# modules ``naive``, ``momos_reference`` and ``stream_edits`` rather than by putting
 # their folders on ``sys.path``: that would make ``tests/kcomplex/`` or ``tests/momos/``
 # (no ``__init__.py``) namespace packages shadowing the editable install of ``kcomplex``
 # and ``momos``, whose finder runs after the path finder.
@@ -30,6 +31,7 @@ def _register(name: str, path: Path) -> None:
 
 _register("naive", Path(__file__).resolve().parent / "naive.py")
 _register("momos_reference", Path(__file__).resolve().parent / "momos" / "reference.py")
+_register("stream_edits", Path(__file__).resolve().parent / "momos" / "stream_edits.py")
 
 # "ci": the same examples on every run (no example database to replay from), and no
 # explain phase, whose line tracing makes a failure cost minutes instead of seconds.

@@ -5,13 +5,12 @@ CodecError for every malformed input, fuzzed."""
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from stream_edits import EDITS, apply_edits, reseal
 from torch import nn
 
 from kcomplex.bitstream import BitWriter
@@ -204,12 +203,6 @@ def test_table_and_json():
     assert '"total_bits"' in dl.to_json()
 
 
-def _reseal(body: bytes, version: int = 2) -> bytes:
-    """A stream around `body` with a correct length and CRC (to reach the parser)."""
-    import struct
-    return struct.pack("<5sBQI", b"MOMOS", version, 18 + len(body), zlib.crc32(body)) + body
-
-
 @pytest.mark.parametrize("data, match", [
     (b"NOTMO" + GOLDEN[5:], "magic"),
     (GOLDEN[:5] + b"\x03" + GOLDEN[6:], "version"),
@@ -239,7 +232,7 @@ def test_parser_errors_with_valid_crc(golden):
     for _ in range(3000):
         b = bytearray(body)
         b[rng.integers(len(b))] ^= 1 << int(rng.integers(8))
-        data = _reseal(bytes(b), version)
+        data = reseal(bytes(b), version)
         try:
             decode(data)
         except CodecError:
@@ -260,7 +253,7 @@ def test_absurd_sizes_never_allocate():
         bw.write_elias([2, 2**40 + 1, 1, *([1] if version == 2 else []), 2, 2, 33], "delta")
         bw.write(0, 1)
         with pytest.raises(CodecError, match="exceeds its bound"):
-            decode(_reseal(bw.getvalue() + bytes(4), version))
+            decode(reseal(bw.getvalue() + bytes(4), version))
 
 
 @pytest.fixture(scope="module")
@@ -272,31 +265,14 @@ def small_stream():
     return data, decode(data)
 
 
-_EDITS = st.one_of(
-    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(0, 7)),
-    st.tuples(st.just("truncate"), st.integers(0, 10**6), st.just(0)),
-    st.tuples(st.just("insert"), st.integers(0, 10**6), st.integers(0, 255)),
-    st.tuples(st.just("set"), st.integers(0, 10**6), st.integers(0, 255)),
-)
-
-
 @settings(max_examples=10_000, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
-@given(edits=st.lists(_EDITS, min_size=1, max_size=3))
+@given(edits=EDITS)
 def test_fuzz_corruptions(small_stream, edits):
     data, weights = small_stream
-    b = bytearray(data)
-    for kind, pos, arg in edits:
-        if kind == "flip" and b:
-            b[pos % len(b)] ^= 1 << arg
-        elif kind == "truncate":
-            del b[pos % (len(b) + 1):]
-        elif kind == "insert":
-            b.insert(pos % (len(b) + 1), arg)
-        elif kind == "set" and b:
-            b[pos % len(b)] = arg
+    b = apply_edits(data, edits)
     try:
-        out = decode(bytes(b))
+        out = decode(b)
     except CodecError:
         return
     assert bytes(b) == data  # only a no-op corruption decodes
@@ -313,21 +289,14 @@ def test_write_atomic(tmp_path):
 
 @settings(max_examples=2_000, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
-@given(edits=st.lists(_EDITS, min_size=1, max_size=3))
+@given(edits=EDITS)
 def test_fuzz_parser_behind_a_valid_crc(small_stream, edits):
     """The same corruptions of the body, resealed with a correct length and CRC, so that
     they reach the parser: CodecError or some weights, never another exception."""
     data, _ = small_stream
-    b = bytearray(data[18:])
-    for kind, pos, arg in edits:
-        if kind in ("flip", "set") and b:
-            b[pos % len(b)] = b[pos % len(b)] ^ (1 << arg) if kind == "flip" else arg
-        elif kind == "truncate":
-            del b[pos % (len(b) + 1):]
-        elif kind == "insert":
-            b.insert(pos % (len(b) + 1), arg)
+    b = apply_edits(data[18:], edits)
     try:
-        out = decode(_reseal(bytes(b)))
+        out = decode(reseal(b))
     except CodecError:
         return
     assert all(t.dtype == torch.float32 for t in out.values())

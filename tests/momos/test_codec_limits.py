@@ -7,17 +7,15 @@ meta-device module."""
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
 import torch
 import zstandard
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from stream_edits import EDITS, apply_edits, reseal
 from torch import nn
 
 from kcomplex.bitstream import BitWriter
@@ -73,7 +71,7 @@ def _measure(tmp_path, data: bytes, fn: str = "decode", max_numel: int | None = 
 
 
 def _reseal(body: bytes, version: int = 1) -> bytes:
-    return struct.pack("<5sBQI", b"MOMOS", version, 18 + len(body), zlib.crc32(body)) + body
+    return reseal(body, version)
 
 
 def _stream(pooled, leftovers=(), *, s=1, k=1, bank=(0.5,), mosaic=b"", counts=None,
@@ -389,30 +387,14 @@ def test_every_code_stream_round_trips(every_code_stream):
     assert _same(decode(data), want)
 
 
-def _edit(b: bytearray, edits) -> bytes:
-    for kind, pos, arg in edits:
-        if kind in ("flip", "set") and b:
-            b[pos % len(b)] = b[pos % len(b)] ^ (1 << arg) if kind == "flip" else arg
-        elif kind == "truncate":
-            del b[pos % (len(b) + 1):]
-        elif kind == "insert":
-            b.insert(pos % (len(b) + 1), arg)
-    return bytes(b)
-
-
-_EDITS = st.lists(st.tuples(st.sampled_from(["flip", "truncate", "insert", "set"]),
-                            st.integers(0, 10**6), st.integers(0, 255)).map(
-    lambda e: (e[0], e[1], e[2] % 8 if e[0] == "flip" else e[2])), min_size=1, max_size=3)
-
-
 @settings(max_examples=1500, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
-@given(edits=_EDITS)
+@given(edits=EDITS)
 def test_fuzz_every_code_stream(every_code_stream, edits):
     """Corruptions of a v2 stream with every tensor code: CodecError, unless the edits
     cancel out, and then the very same weights."""
     data, want = every_code_stream
-    corrupt = _edit(bytearray(data), edits)
+    corrupt = apply_edits(data, edits)
     try:
         out = decode(corrupt)
     except CodecError:
@@ -422,13 +404,13 @@ def test_fuzz_every_code_stream(every_code_stream, edits):
 
 @settings(max_examples=1500, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
-@given(edits=_EDITS)
+@given(edits=EDITS)
 def test_fuzz_every_code_stream_behind_a_valid_crc(every_code_stream, edits):
     """The same corruptions of the body, resealed with a correct length and CRC: the
     parser and every tensor decoder give CodecError or float32 tensors of the shapes the
     header declares, never another exception."""
     data, _ = every_code_stream
-    corrupt = _reseal(_edit(bytearray(data[18:]), edits), 2)
+    corrupt = _reseal(apply_edits(data[18:], edits), 2)
     for fn in (decode, stream_info):
         try:
             out = fn(corrupt)
