@@ -8,7 +8,7 @@ Trains five MoMos MLP runs on the embedded digits dataset (seed 0, one torch thr
 measures the final mosaic (one motif index per block) under several codes, in bits:
 
 - ``order0``: the codec's coded mosaic, as ``momos.encoder`` writes it: the Elias-delta
-  counts (+1) and payload size (+1) and the ANS payload of ``kcomplex.mdl.coded_bits``;
+  counts (+1) and payload size (+1) and the ANS payload of ``kcomplex.mdl.ans_encode``;
   checked equal to ``description_length(...).mosaic_bits_coded``.
 - ``table``: the part of ``order0`` that is the Elias-delta counts and payload size.
 - ``H0``: m times the empirical order-0 entropy (no table, no coder overhead): what
@@ -61,7 +61,7 @@ from _util import (  # noqa: E402
 
 import momos  # noqa: E402
 from kcomplex.bitstream import elias_delta_length  # noqa: E402
-from kcomplex.mdl import coded_bits, entropy_bits, kt_bits, laplace_bits  # noqa: E402
+from kcomplex.mdl import ans_encode, coded_bits, entropy_bits, kt_bits, laplace_bits  # noqa: E402
 from momos.blocks import Span  # noqa: E402
 from momos.codec import description_length  # noqa: E402
 from momos.data import Splits  # noqa: E402
@@ -94,10 +94,10 @@ def two_part_coded_bits(indices: np.ndarray, k: int) -> int:
     >>> two_part_coded_bits(np.array([0, 0, 0]), 2)  # counts 3+1, 0+1, 0 words+1: 5+1+1
     7
     """
-    payload_bits, _ = coded_bits(indices, k)
+    payload = ans_encode(indices, k)
     counts = np.bincount(indices, minlength=k)
-    fields = np.append(counts + 1, payload_bits // 32 + 1)
-    return int(np.sum(elias_delta_length(fields))) + payload_bits
+    fields = np.append(counts + 1, len(payload) // 4 + 1)
+    return int(np.sum(elias_delta_length(fields))) + 8 * len(payload)
 
 
 def context_bits(indices: np.ndarray, contexts: np.ndarray, k: int,
@@ -144,7 +144,7 @@ def lengths(mosaic: np.ndarray, k: int, spans: Sequence[Span], s: int) -> dict[s
     order0 = two_part_coded_bits(mosaic, k)
     out = {
         "order0": float(order0),
-        "table": float(order0 - coded_bits(mosaic, k)[0]),
+        "table": order0 - coded_bits(mosaic, k),
         "H0": entropy_bits(mosaic, k),
         "fixed": float(m * math.ceil(math.log2(k))),
         "t_order0": float(sum(two_part_coded_bits(p, k) for p in parts)),

@@ -276,10 +276,16 @@ def decompress(data: bytes, codec: str = "gzip") -> bytes:
 
 def compressed_bits(
     w: Any, codec: str = "gzip", level: int | None = None, payload: str = "float32"
-) -> int:
+) -> float:
     """Size in bits of the compressed weights, exactly ``8 * len(compress(...))``.
 
     Parameters and errors as :func:`compress`.
+
+    Returns
+    -------
+    float
+        Compressed size in bits, a whole number (a float like every ``*_bits`` of
+        kcomplex).
 
     Examples
     --------
@@ -290,7 +296,7 @@ def compressed_bits(
     ...     compress(w, "zstd", 3, "sign"))
     True
     """
-    return 8 * len(compress(w, codec, level, payload))
+    return float(8 * len(compress(w, codec, level, payload)))
 
 
 def compressed_bits_chunks(
@@ -298,7 +304,7 @@ def compressed_bits_chunks(
     codec: str = "gzip",
     level: int | None = None,
     payload: str = "float32",
-) -> int:
+) -> float:
     """Bits of the compressed concatenation of `chunks`, streamed one chunk at a time.
 
     Memory stays at one chunk plus the compressor's state. For every codec the result
@@ -317,8 +323,8 @@ def compressed_bits_chunks(
 
     Returns
     -------
-    int
-        Compressed size in bits.
+    float
+        Compressed size in bits, a whole number.
 
     Raises
     ------
@@ -357,4 +363,4 @@ def compressed_bits_chunks(
         raise ValueError("chunks are empty: nothing to compress")
     if carry.size:
         size += len(stream.compress(layout(carry)))
-    return 8 * (size + len(stream.flush()))
+    return float(8 * (size + len(stream.flush())))

@@ -2,9 +2,9 @@
 
 Rissanen's log* gives an ideal universal code length for integers. Sequence codes give the
 bits of a string of symbols ``0 .. alphabet - 1``: its order-0 empirical entropy (ideal),
-a two-part code, the adaptive Krichevsky-Trofimov and Laplace codes, and the length a real
-entropy coder (constriction's ANS) attains. Uniform quantization turns weights into such
-symbols. All lengths in bits; ``docs/mdl.md`` describes each code with an example.
+a two-part code, the adaptive Krichevsky-Trofimov and Laplace codes, and the payload and
+length of a real entropy coder (constriction's ANS). Uniform quantization turns weights
+into such symbols. All lengths in bits; ``docs/mdl.md`` describes each code with an example.
 
 The bit streams and the Elias codes live in :mod:`kcomplex.bitstream`.
 """
@@ -38,8 +38,8 @@ from .symbols import check_real, to_numpy
 from .validation import integer_in, lookup
 
 __all__ = [
-    "LOG_STAR_C0", "QUANTIZED_CODES", "categorical_model", "coded_bits", "decode_coded",
-    "dequantize_uniform", "entropy_bits", "kt_bits", "laplace_bits", "log_star",
+    "LOG_STAR_C0", "QUANTIZED_CODES", "ans_encode", "categorical_model", "coded_bits",
+    "decode_coded", "dequantize_uniform", "entropy_bits", "kt_bits", "laplace_bits", "log_star",
     "quantize_uniform", "quantized_bits", "two_part_bits",
     # Re-exported from kcomplex.bitstream (see the import above).
     "BitReader", "BitWriter", "ELIAS_CODES", "MAX_FIELD_WIDTH", "decode_elias",
@@ -173,7 +173,7 @@ def kt_bits(symbols: Any, alphabet: int) -> float:
 
 
 def categorical_model(counts: Any):
-    """The entropy model of :func:`coded_bits` and :func:`decode_coded`: a constriction
+    """The entropy model of :func:`ans_encode` and :func:`decode_coded`: a constriction
     ``Categorical`` with `counts` as probabilities (quantized; ``perfect=False``).
 
     Parameters
@@ -198,13 +198,14 @@ def categorical_model(counts: Any):
         np.asarray(counts).astype(np.float64), perfect=False)
 
 
-def coded_bits(symbols: Any, alphabet: int) -> tuple[int, bytes]:
+def ans_encode(symbols: Any, alphabet: int) -> bytes:
     """Encode the symbols with an ANS coder and their empirical distribution.
 
     The model is a constriction ``Categorical`` over the symbols that occur, with their
     counts as probabilities (quantized to 24 bits; ``perfect=False``). The decoder needs
-    the counts, which are not in the payload nor in its length. Above :func:`entropy_bits`
-    this costs at most 64 bits (initial state, last word) plus the quantization loss.
+    the counts, which are not in the payload nor in its length: :func:`decode_coded`
+    inverts this given them. Above :func:`entropy_bits` this costs at most 64 bits
+    (initial state, last word) plus the quantization loss.
 
     Parameters
     ----------
@@ -213,9 +214,9 @@ def coded_bits(symbols: Any, alphabet: int) -> tuple[int, bytes]:
 
     Returns
     -------
-    (int, bytes)
-        ``8 * len(payload)``, and the payload: constriction's 32-bit words, little-endian.
-        Fewer than two distinct symbols take 0 bits.
+    bytes
+        The payload: constriction's 32-bit words, little-endian. Fewer than two distinct
+        symbols take no bytes.
 
     Raises
     ------
@@ -224,27 +225,54 @@ def coded_bits(symbols: Any, alphabet: int) -> tuple[int, bytes]:
 
     Examples
     --------
-    >>> bits, payload = coded_bits([0, 2, 2, 1, 2, 2], 3)
+    >>> payload = ans_encode([0, 2, 2, 1, 2, 2], 3)
     >>> decode_coded(payload, [1, 1, 4])
     array([0, 2, 2, 1, 2, 2])
     """
     s, _ = _symbols(symbols, alphabet)
     if alphabet >= 1 << 24:  # constriction gives every symbol >= 2^-24 of probability
-        raise ValueError(f"coded_bits supports alphabets below 2**24, got {alphabet}")
+        raise ValueError(f"ans_encode supports alphabets below 2**24, got {alphabet}")
     counts = np.bincount(s, minlength=alphabet)
     present = np.flatnonzero(counts)
     if present.size < 2:
-        return 0, b""
+        return b""
     rank = np.zeros(alphabet, dtype=np.int32)
     rank[present] = np.arange(present.size, dtype=np.int32)
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(rank[s], categorical_model(counts[present]))
-    payload = coder.get_compressed().astype("<u4").tobytes()
-    return 8 * len(payload), payload
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def coded_bits(symbols: Any, alphabet: int) -> float:
+    """Bits a real entropy coder writes: ``8 * len(ans_encode(symbols, alphabet))``.
+
+    The counts the decoder needs are not included (see :func:`ans_encode`).
+
+    Parameters
+    ----------
+    symbols, alphabet
+        As :func:`ans_encode`.
+
+    Returns
+    -------
+    float
+        Bits, a multiple of 32; 0.0 for fewer than two distinct symbols.
+
+    Raises
+    ------
+    ValueError
+        As :func:`ans_encode`.
+
+    Examples
+    --------
+    >>> coded_bits([0, 2, 2, 1, 2, 2], 3), coded_bits([1, 1, 1], 3)
+    (32.0, 0.0)
+    """
+    return float(8 * len(ans_encode(symbols, alphabet)))
 
 
 def decode_coded(payload: bytes, counts: Any) -> np.ndarray:
-    """Invert :func:`coded_bits` given all `alphabet` counts (``np.bincount``).
+    """Invert :func:`ans_encode` given all `alphabet` counts (``np.bincount``).
 
     Raises ValueError for bad counts or a payload that does not decode to exactly them.
     """

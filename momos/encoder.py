@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from kcomplex.bitstream import BitWriter, pack_fields
-from kcomplex.mdl import coded_bits, dequantize_uniform
+from kcomplex.mdl import ans_encode, dequantize_uniform
 from kcomplex.validation import check_int
 
 from .blocks import BlockLayout
@@ -213,7 +213,7 @@ def encode_stream(model, momos, q: int,
         k = motifs.shape[0]
         bank, bank_fields = _bank_section(motifs, q)
         mosaics = (pack_fields(indices, (k - 1).bit_length()),
-                   coded_bits(indices, k)[1] if indices.size else b"")
+                   ans_encode(indices, k) if indices.size else b"")
         counts = np.bincount(indices, minlength=k)
     else:
         k = q = 0

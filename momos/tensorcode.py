@@ -42,7 +42,7 @@ import numpy as np
 import zstandard
 
 from kcomplex.bitstream import BitReader, BitWriter, pack_fields, unpack_fields
-from kcomplex.mdl import coded_bits
+from kcomplex.mdl import ans_encode
 from kcomplex.validation import check_choice, check_int
 
 from .readers import CodedMosaic, check_zstd, inflate
@@ -235,8 +235,7 @@ def _index_blobs(idx: np.ndarray, alphabet: int, width: int, counts: np.ndarray,
                  offset: bool) -> list[bytes]:
     """The fixed-width and the categorical-ANS body of `idx` (sub-modes 0 and 1)."""
     fixed = bytes([0]) + pack_fields(idx, width)
-    _, payload = coded_bits(idx, alphabet)
-    return [fixed, bytes([1]) + _counts_header(counts, offset) + payload]
+    return [fixed, bytes([1]) + _counts_header(counts, offset) + ans_encode(idx, alphabet)]
 
 
 def _uniform(v: np.ndarray) -> bytes | None:

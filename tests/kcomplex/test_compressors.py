@@ -102,7 +102,8 @@ def test_round_trip_and_exact_bit_count(codec, payload):
     w = np.round(_random(1234, seed=3), 2)  # repeated values: something to compress
     data = compress(w, codec, payload=payload)
     assert decompress(data, codec) == _oracle_payload(w, payload)
-    assert compressed_bits(w, codec, payload=payload) == 8 * len(data)
+    bits = compressed_bits(w, codec, payload=payload)
+    assert type(bits) is float and bits == 8 * len(data)
 
 
 @given(w=finite32, codec=st.sampled_from(["gzip", "bz2", "zstd"]))
@@ -252,7 +253,8 @@ def test_zstd_stream_round_trips():
     out = b"".join(stream.compress(c.view(np.uint8)) for c in np.array_split(w, 7))
     out += stream.flush()
     assert decompress(out, "zstd") == _raw(w)
-    assert compressed_bits_chunks(np.array_split(w, 7), "zstd", 19) == 8 * len(out)
+    bits = compressed_bits_chunks(np.array_split(w, 7), "zstd", 19)
+    assert type(bits) is float and bits == 8 * len(out)
 
 
 def test_streaming_accepts_generators_and_empty_chunks():
