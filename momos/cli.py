@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--exclude", nargs="*", default=(), metavar="TOKEN",
                    help="tensors whose name contains a token (a substring) are not "
                         "projected: they are stored with their shortest exact code")
+    e.add_argument("--ptq", type=int, metavar="Q",
+                   help="post-training quantization at Q bits before coding (no --s): the "
+                        "weights momos.state_targets names (floating, >= 2-D, '.weight', not "
+                        "bn/norm) rounded per tensor (default: none)")
+    e.add_argument("--levels", default="uniform", choices=("uniform", "kmeans"),
+                   help="levels of --ptq: QAT's uniform grid or 1-D k-means per tensor")
     e.add_argument("--include-buffers", action="store_true",
                    help="also project tensors named like buffers (batch-norm running_mean/"
                         "running_var, position_ids, ...); by default they are stored as "
@@ -234,14 +240,20 @@ def _encode(args: argparse.Namespace) -> None:
 
     from .codec import encode, stream_info
     from .projection import MoMos
+    from .ptq import post_training_quantize
 
     if args.s is None and (args.k is not None or args.capacity is not None):
         raise ValueError("--k and --capacity size the motif bank: give --s too (or neither, "
                          "to store every tensor with its shortest exact code)")
     if args.s is not None and args.k is None and args.capacity is None:
         raise ValueError("--s projects onto motifs: give --capacity or --k too")
+    if args.ptq is not None and args.s is not None:
+        raise ValueError("--ptq codes quantized weights, --s projects them onto motifs: "
+                         "give one of them")
     state = {name: torch.from_numpy(arr.astype("float32"))
              for name, arr in load_weights(args.checkpoint).items()}
+    if args.ptq is not None:
+        state.update(post_training_quantize(state, args.ptq, args.levels))
     if args.s is None:
         data = encode(state)
     else:

@@ -103,3 +103,18 @@ def test_encode_size_options_are_checked(bn_ckpt, tmp_path, capsys, argv, messag
     path, _ = bn_ckpt
     assert main(["encode", str(path), str(tmp_path / "x.momos"), *argv]) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("levels", ["uniform", "kmeans"])
+def test_encode_ptq_codes_the_quantized_checkpoint(bn_ckpt, tmp_path, levels):
+    from momos.ptq import post_training_quantize
+
+    path, state = bn_ckpt
+    out = tmp_path / "ptq.momos"
+    assert main(["encode", str(path), str(out), "--ptq", "3", "--levels", levels]) == 0
+    back = decode(out.read_bytes())
+    want = {n: t for n, t in state.items() if t.is_floating_point()}
+    want.update(post_training_quantize(want, 3, levels))
+    assert all(torch.equal(_bits(back[n]), _bits(t)) for n, t in want.items())
+    assert len(torch.unique(back["0.weight"])) <= 8
+    assert main(["encode", str(path), str(out), "--ptq", "3", "--s", "2", "--k", "4"]) == 1
