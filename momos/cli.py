@@ -155,6 +155,11 @@ def _train_parser(sub) -> None:
                    help="bits per motif value (MoMos; default: --q for momos+qat, else 32)")
     t.add_argument("--kmeans-iters", type=int, default=0, metavar="N",
                    help="Lloyd steps refining each projection's sampled bank (MoMos)")
+    t.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                   help="epochs after the last projection training the bank with the mosaic "
+                        "frozen (method momos)")
+    t.add_argument("--finetune-lr", type=float, metavar="LR",
+                   help="rate of the fine-tuning epochs (default: the run's --lr)")
     t.add_argument("--no-force-zero", action="store_true", help="no all-zero motif 0")
     t.add_argument("--project-every", default="epoch", choices=("epoch", "step"),
                    help="when MoMos projects the weights")
@@ -302,7 +307,8 @@ def _train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(
         model=args.model, dataset=args.dataset, method=args.method, s=args.s,
         capacity=args.capacity, k=args.k, q=args.q, levels=args.levels, bank_q=args.bank_q,
-        kmeans_iters=args.kmeans_iters, force_zero=not args.no_force_zero,
+        kmeans_iters=args.kmeans_iters, finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr, force_zero=not args.no_force_zero,
         project_every=args.project_every, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         schedule=args.schedule, seed=args.seed, device=args.device, data_dir=args.data_dir,

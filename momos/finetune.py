@@ -71,12 +71,16 @@ class MotifBank(nn.Module):
 
     def blocks(self) -> torch.Tensor:
         """The current pool ``bank[mosaic]``, ``(m, s)`` (differentiable)."""
-        return self.weight[self.mosaic]
+        return torch.index_select(self.weight, 0, self.mosaic)
 
     def tensor(self, span: Span) -> torch.Tensor:
         """The current value of one pooled tensor (differentiable), padding trimmed."""
         idx = self.mosaic[span.start : span.start + span.n_blocks]
-        return self.weight[idx].reshape(-1)[: span.numel].view(span.shape)
+        # index_select, not weight[idx]: the backward of advanced indexing accumulates
+        # the motif gradients in a thread-dependent order on the CPU (index_put_), which
+        # made fine-tuning runs differ in the last bits; index_select's (index_add_) does
+        # not.
+        return torch.index_select(self.weight, 0, idx).reshape(-1)[: span.numel].view(span.shape)
 
     def forward(self) -> torch.Tensor:
         """The pool of blocks, ``weight[mosaic]`` (m x s)."""

@@ -117,3 +117,50 @@ def test_config_checks_new_fields():
         TrainConfig(bank_q=1)
     assert TrainConfig(method="momos+qat", q=4).bank_bits == 4
     assert TrainConfig(method="momos").bank_bits == 32
+
+
+class _Crash(Exception):
+    pass
+
+
+def _without_times(res):
+    data = res.to_dict()
+    for record in data["epochs"]:
+        record["seconds"] = 0.0
+    return data
+
+
+@pytest.mark.parametrize("bank_q", [32, 8])
+def test_finetune_epochs_keep_the_mosaic_and_resume_exactly(tmp_path, bank_q):
+    kw = dict(method="momos", s=2, k=64, epochs=2, finetune_epochs=2, bank_q=bank_q,
+              estimators=(), progress=False)
+    straight = momos.train(out=tmp_path / "straight", **kw)
+    assert [e.epoch for e in straight.epochs] == [0, 1, 2, 3, 4]
+    assert all(e.projection["finetune"] for e in straight.epochs[3:])
+    assert straight.epochs[4].train_loss < straight.epochs[2].train_loss  # the bank learns
+    counts = straight.summary.motif_counts
+
+    def crash(record):
+        if record["epoch"] == 3:  # in the middle of fine-tuning
+            raise _Crash
+
+    out = tmp_path / "resumed"
+    with pytest.raises(_Crash):
+        momos.train(out=out, callback=crash, **kw)
+    resumed = momos.train(out=out, resume=True, **kw)
+    assert _without_times(resumed) == _without_times(straight)
+    for f in ("final.safetensors", "final.momos", "best.momos"):
+        assert (out / f).read_bytes() == (tmp_path / "straight" / f).read_bytes(), f
+    # The mosaic is the last projection's: fine-tuning moved motifs, not indices.
+    no_ft = momos.train(**{**kw, "finetune_epochs": 0})
+    assert no_ft.summary.motif_counts == counts
+    if bank_q < 32:
+        from momos.tensorcode import exact_uniform
+
+        w = momos.decode((tmp_path / "straight" / "final.momos").read_bytes())["1.weight"]
+        assert exact_uniform(w.numpy()) is not None  # still the 8-bit bank's values
+
+
+def test_finetune_needs_plain_momos():
+    with pytest.raises(ValueError, match="finetune_epochs"):
+        TrainConfig(method="momos+qat", finetune_epochs=1)
