@@ -9,6 +9,7 @@ from .analysis import Comparison, Report, analyze, compare
 from .bdm import BDM, PARTITIONS, BlockCounts, bdm
 from .compressors import CODECS, PAYLOADS, compressed_bits, compressed_bits_chunks
 from .ctm import load_table
+from .ctm_query import algorithmic_probability, ctm_bits
 from .estimators import ESTIMATORS, PRESETS
 from .io import WeightsFormatError, iter_weights, load_weights, weight_shapes
 from .mdl import coded_bits, entropy_bits, kt_bits, quantized_bits, two_part_bits
@@ -30,6 +31,7 @@ __all__ = [
     "PRESETS",
     "Report",
     "WeightsFormatError",
+    "algorithmic_probability",
     "analyze",
     "bdm",
     "binarize",
@@ -37,6 +39,7 @@ __all__ = [
     "coded_bits",
     "compressed_bits",
     "compressed_bits_chunks",
+    "ctm_bits",
     "entropy_bits",
     "iter_weights",
     "kt_bits",

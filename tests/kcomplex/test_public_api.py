@@ -6,6 +6,7 @@ import sys
 import kcomplex
 
 EXPECTED = {
+    "algorithmic_probability", "ctm_bits",
     "BDM", "BlockCounts", "CODECS", "Comparison", "ESTIMATORS", "PARTITIONS", "PAYLOADS",
     "PRESETS", "Report", "WeightsFormatError", "analyze", "bdm", "binarize", "coded_bits",
     "compare", "compressed_bits", "compressed_bits_chunks", "entropy_bits", "iter_weights",
