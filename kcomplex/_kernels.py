@@ -12,7 +12,9 @@ two small tables where they fit in the CPU caches, else computed symbol by symbo
 
 Inputs are validated by the callers in ``bdm.py``: these kernels assume ``uint8``
 symbols below ``2**bits``, C-contiguous arrays and in-range geometry. Every kernel also runs
-as plain Python under ``NUMBA_DISABLE_JIT=1`` (the test suite does that).
+as plain Python under ``NUMBA_DISABLE_JIT=1`` (the test suite does that). The kernels
+called from Python release the GIL (``nogil=True``): :func:`kcomplex.analyze` runs
+tensors and estimators on a thread pool.
 """
 
 import math
@@ -80,7 +82,7 @@ def _insert(key, count, slots, order, n):
         h = (h + 1) & mask
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def table_counts(slots, n):
     """Counts of the ``n`` keys of a hash-counter state, in order of first appearance."""
     out = np.zeros(n, dtype=np.int64)
@@ -90,7 +92,7 @@ def table_counts(slots, n):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def block_keys_1d(x, start, stop, size, step, bits):
     """Keys of the windows ``x[s:s+size]``, ``s = start, start+step, ...``, ``s+size <= stop``."""
     n = max(0, (stop - start - size) // step + 1)
@@ -105,7 +107,7 @@ def block_keys_1d(x, start, stop, size, step, bits):
     return keys
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_keys(keys, key_bits):
     """Distinct keys in order of first appearance, with their counts.
 
@@ -173,7 +175,7 @@ def count_keys(keys, key_bits):
     return out_keys, out_counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dense_1d(x, start, stop, size, step, bits, counts, first, seq):
     """Count the windows of :func:`block_keys_1d` in a direct-address table: ``counts[key]``, and in
     ``first[key]`` the sequence number of the key's first block. Returns the next one."""
@@ -190,7 +192,7 @@ def dense_1d(x, start, stop, size, step, bits, counts, first, seq):
     return seq
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dense_2d(x, r0, c0, height, width, size, step, bits, counts, first, seq):
     """Count the ``size x size`` windows of ``x[r0:r0+height, c0:c0+width]``, row-major,
     with top-left corners on a grid of pitch ``step``, as :func:`dense_1d` does."""
@@ -238,7 +240,7 @@ def _see(keys, counts, m, seen, multi, firsts, n, rep_counts):
     return n, r
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def seen_1d(x, start, stop, size, step, bits, seen, multi, firsts, n, slots, order, n_rep):
     """Count the windows of :func:`block_keys_1d` in a first-seen state, for key spaces
     too large for :func:`dense_1d` but small enough for a bitmap (2 MB at 24 bits).
@@ -271,7 +273,7 @@ def seen_1d(x, start, stop, size, step, bits, seen, multi, firsts, n, slots, ord
     return n, slots, order, n_rep
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def seen_counts(keys, counts, seen, multi, firsts, n, slots, order, n_rep):
     """Add ``counts`` of ``keys`` (in order) to a first-seen state, as :func:`seen_1d`."""
     reps = keys.copy()
@@ -281,7 +283,7 @@ def seen_counts(keys, counts, seen, multi, firsts, n, slots, order, n_rep):
     return n, slots, order, n_rep
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def seen_result(multi, firsts, n, slots):
     """Counts of ``firsts[:n]`` of a first-seen state: 1, plus the extra count of the
     keys marked in ``multi``."""
@@ -297,7 +299,7 @@ def seen_result(multi, firsts, n, slots):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def merge_counts(keys, counts, slots, order, n):
     """Add ``counts`` of ``keys`` (in order) into a hash-counter state."""
     for i in range(keys.size):
@@ -338,7 +340,7 @@ def rank_canonical(digits, f):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ctm_of_keys(keys, length, bits, f, values, missing):
     """CTM value of each raw block key: relabel its symbols in order of first appearance
     (``40524 -> 01230``), rank that canonical key, read the dense table (NaN: absent).
@@ -436,7 +438,7 @@ def _rank_digits(key, n_digits, first, bits, mask, n_symbols, f, label, m):
     return m, r, True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ctm_by_tables(keys, suf_bits, pre_rank, pre_off, suf_rank, values, missing):
     """CTM value of each raw block key ranked by :func:`split_rank_tables` (``suf_bits``:
     the bits of the suffix), NaN in ``values`` read as ``missing``."""
@@ -450,7 +452,7 @@ def ctm_by_tables(keys, suf_bits, pre_rank, pre_off, suf_rank, values, missing):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def bdm_sum(ctm, counts, total):
     """``total`` plus ``ctm + log2(count)`` in the given order, as pybdm adds them (a
     count of 1 adds ``ctm + 0.0``, that is ``ctm``, without calling ``log2``)."""
@@ -460,7 +462,7 @@ def bdm_sum(ctm, counts, total):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ent_sum(counts):
     """Shannon entropy (bits) of ``counts``, summed in the given order as pybdm does."""
     total = 0
@@ -498,7 +500,7 @@ def sorted_prefix_bdm(values, mult, n, total):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sorted_runs(a):
     """Number of runs of equal values in a sorted array and the sum of ``c * log2(c)``
     over their lengths ``c``: an order-0 code length without materializing the counts."""
@@ -516,7 +518,7 @@ def sorted_runs(a):
     return runs, total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def gather_bucket(u, mask, bucket, out, pos):
     """Copy the elements of ``u`` with ``u & mask == bucket`` to ``out[pos:]``; returns
     the next free position."""
@@ -525,3 +527,125 @@ def gather_bucket(u, mask, bucket, out, pos):
             out[pos] = u[i]
             pos += 1
     return pos
+
+
+# --- Lempel-Ziv ----------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _edge(state, edges, v, c):
+    """The edge of state ``v`` labelled ``c``, or -1."""
+    e = state[v, 2]
+    while e != -1 and edges[e, 0] != c:
+        e = edges[e, 2]
+    return e
+
+
+@njit(cache=True)
+def _add_edge(state, edges, n_edges, v, c, target):
+    edges[n_edges, 0] = c
+    edges[n_edges, 1] = target
+    edges[n_edges, 2] = state[v, 2]
+    state[v, 2] = n_edges
+    return n_edges + 1
+
+
+@njit(cache=True, nogil=True)
+def lz76_phrases(x):
+    """Kaspar-Schuster (LZ76) phrase count of the symbols ``x`` (labels ``0..k-1``).
+
+    Each phrase is the longest prefix of the rest that starts somewhere earlier (the
+    copy may overlap the phrase), plus one new symbol; the last phrase may be a bare
+    copy. Kaspar and Schuster's scan finds the longest copy by trying every earlier
+    start, quadratic in ``len(x)``; here the phrase ``w`` (a suffix of ``x[:j]``) grows
+    by ``x[j]`` while ``w + x[j]`` is a substring of ``x[:j]``, asked of a suffix
+    automaton of ``x[:j]`` built online: linear time, at most ``2 len(x)`` states and
+    ``3 len(x)`` edges, kept in lists so that any alphabet fits.
+
+    ``state[v] = (length, suffix link, first edge)`` and ``edges[e] = (symbol, target,
+    next edge)``: rows, so that a visit reads one cache line. ``w``'s state ``v`` is
+    kept as the automaton grows: a suffix of the string it was built on, ``w`` can only
+    move to the clone that an extension splits off ``v``, which becomes ``v``'s link.
+    """
+    n = x.size
+    if n == 0:
+        return 0
+    state = np.empty((2 * n + 1, 3), dtype=np.int32)
+    state[0, 0], state[0, 1], state[0, 2] = 0, -1, -1
+    edges = np.empty((3 * n + 2, 3), dtype=np.int32)
+    n_states, n_edges, last = 1, 0, 0
+    v, w, count = 0, 0, 0
+    for j in range(n):
+        c = int(x[j])
+        e = _edge(state, edges, v, c)
+        if e >= 0:
+            v = edges[e, 1]
+            w += 1
+        else:
+            count += 1
+            v, w = 0, 0
+        # Extend the automaton by c (the textbook construction).
+        cur = n_states
+        n_states += 1
+        state[cur, 0] = state[last, 0] + 1
+        state[cur, 2] = -1
+        p = last
+        while p != -1 and _edge(state, edges, p, c) == -1:
+            n_edges = _add_edge(state, edges, n_edges, p, c, cur)
+            p = state[p, 1]
+        if p == -1:
+            state[cur, 1] = 0
+        else:
+            q = edges[_edge(state, edges, p, c), 1]
+            if state[p, 0] + 1 == state[q, 0]:
+                state[cur, 1] = q
+            else:
+                clone = n_states
+                n_states += 1
+                state[clone, 0] = state[p, 0] + 1
+                state[clone, 1] = state[q, 1]
+                state[clone, 2] = -1
+                f = state[q, 2]
+                while f != -1:
+                    n_edges = _add_edge(state, edges, n_edges, clone, edges[f, 0], edges[f, 1])
+                    f = edges[f, 2]
+                while p != -1:
+                    f = _edge(state, edges, p, c)
+                    if f == -1 or edges[f, 1] != q:
+                        break
+                    edges[f, 1] = clone
+                    p = state[p, 1]
+                state[q, 1] = clone
+                state[cur, 1] = clone
+        last = cur
+        while w > 0 and w <= state[state[v, 1], 0]:
+            v = state[v, 1]
+    return count + (w > 0)
+
+
+@njit(cache=True, nogil=True)
+def lz78_phrases(x):
+    """LZ78 parse of the symbols ``x``: the number of whole phrases (a phrase of the
+    dictionary plus one symbol, added to the dictionary), and whether a last partial
+    phrase (a bare dictionary phrase) follows them. The dictionary is a trie whose
+    children are kept in lists: any alphabet fits in ``len(x) + 1`` nodes."""
+    n = x.size
+    child = np.full(n + 1, -1, dtype=np.int32)
+    sibling = np.full(n + 1, -1, dtype=np.int32)
+    sym = np.empty(n + 1, dtype=np.int32)
+    n_nodes, node, count = 1, 0, 0
+    for j in range(n):
+        c = int(x[j])
+        t = child[node]
+        while t != -1 and sym[t] != c:
+            t = sibling[t]
+        if t != -1:
+            node = t
+        else:
+            sym[n_nodes] = c
+            sibling[n_nodes] = child[node]
+            child[node] = n_nodes
+            n_nodes += 1
+            count += 1
+            node = 0
+    return count, node != 0

@@ -9,26 +9,33 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from .driver import (
+    CHUNK,
+    NONFINITE,
+    ArraySource,
+    array_source,
+    file_tensors,
+    measure,
+    prepare,
+    progress_bar,
+    reads_files,
+)
 from .estimators import Estimator, resolve_estimators
 from .files import write_atomic
 from .io import frozen_parameters, load_weights
-from .symbols import describe_nonfinite, describe_overflow
+from .validation import check_choice
 
 __all__ = ["Report", "Comparison", "analyze", "compare", "ALL"]
 
 #: Name of the row holding the whole weight vector.
 ALL = "(all)"
-
-_NONFINITE = ("raise", "drop")
 
 
 class _Table:
@@ -113,7 +120,7 @@ class Comparison(_Table):
     ----------
     table : pandas.DataFrame
         Columns ``tensor``, ``estimator``, ``bits_a``, ``bits_b``, ``ratio`` (b / a: the
-        paper's r_BDM = BDM(trained) / BDM(init) is the ``(all)``, ``bdm`` row),
+        paper's ratio of trained to initial complexity is an ``(all)`` row's),
         ``delta_bits`` (bits of the difference b - a, a conditional view: what b costs
         given a), ``notes``. One row per estimator for every tensor present in both, and
         for ``(all)``: the weight vector of the tensors with the same name and shape in
@@ -156,56 +163,9 @@ class Comparison(_Table):
         return plot_comparison(self, path=path, **kwargs)
 
 
-def _prepare(
-    name: str, arr: np.ndarray, nonfinite: str, notes: list[str], label: str | None = None
-) -> np.ndarray:
-    """`arr` as flat little-endian float32, the dtype every estimator measures.
-
-    NaN/Inf are an error or dropped (`nonfinite`); finite values beyond float32's
-    range are always an error: they are not non-finite in the caller's data, and
-    measuring them as Inf (or dropping them) would misreport the weights.
-    """
-    label = label or f"tensor {name!r}"
-    if arr.dtype.kind != "f":
-        raise TypeError(f"{label} has dtype {arr.dtype}; weights must be floating")
-    with np.errstate(over="ignore"):  # overflow is reported below, by value
-        w = np.ascontiguousarray(arr, dtype="<f4").reshape(-1)
-    finite = np.isfinite(w)
-    if not finite.all():
-        overflow = describe_overflow(arr, label) if arr.dtype.itemsize > 4 else None
-        if overflow is not None:
-            raise ValueError(
-                f"{overflow}; kcomplex measures weights as float32, whose largest "
-                f"magnitude is {float(np.finfo(np.float32).max):.8g}: rescale the weights "
-                "to measure them (nonfinite='drop' does not drop finite values)"
-            )
-        if nonfinite == "raise":
-            raise ValueError(
-                describe_nonfinite(arr, label) + "; pass nonfinite='drop' to leave them out"
-            )
-        notes.append(f"dropped {w.size - int(finite.sum())} non-finite")
-        w = w[finite]
-    return w
-
-
 def _frozen_note(params: int, tensors: int) -> str:
     return (f"{params:,} frozen parameters in {tensors} tensors not measured; pass "
             "trainable_only=False (--all-params) to include them")
-
-
-def _run(est: Estimator, fn, arg, notes: list[str]) -> float:
-    try:
-        return float(fn(arg))
-    except ValueError as err:
-        # Too short for one BDM block and the like: the cell is empty and says why.
-        notes.append(f"{est.name}: {err}")
-        return math.nan
-
-
-def _progress(progress: bool | None, total: int, desc: str):
-    if progress is None:
-        progress = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr, leave=False)
 
 
 def analyze(
@@ -217,8 +177,15 @@ def analyze(
     nonfinite: str = "raise",
     progress: bool | None = None,
     client: Any = None,
+    workers: int | None = None,
+    chunk: int = CHUNK,
 ) -> Report:
     """Complexity of weights in bits, per tensor and for the whole weight vector.
+
+    Paths (a ``.safetensors`` or ``.npy`` file, a list of files, a sharded checkpoint's
+    ``*.index.json``) are read tensor by tensor, `chunk` elements at a time, as the
+    estimators need them: memory stays bounded whatever the checkpoint's size. Other
+    inputs are loaded first. Independent tensors and estimators run on a thread pool.
 
     Parameters
     ----------
@@ -226,7 +193,8 @@ def analyze(
         Anything :func:`kcomplex.load_weights` accepts.
     estimators : str or sequence of str
         Names from :data:`kcomplex.estimators.ESTIMATORS`, or a preset: ``"default"``
-        (bdm, zstd, entropy: fast), ``"paper"`` (bdm, gzip, bz2, lzma), ``"all"``.
+        of :data:`kcomplex.estimators.PRESETS` (``"default"``: fast, ``"paper"``: the
+        paper's, ``"all"``).
     per_tensor : bool
         Also measure each tensor on its own (else only the ``(all)`` row).
     trainable_only : bool
@@ -248,6 +216,11 @@ def analyze(
         function without a client, option for option. An array, tensor, module or dict
         cannot be sent to the workers: save it (``safetensors.numpy.save_file``) and
         pass the path, or call without `client`.
+    workers : int, optional
+        Threads in this process (default: one per CPU, ``os.cpu_count()``; 1: one task
+        after the other). The report is the same whatever their number.
+    chunk : int
+        Elements read at a time from files; tensors up to this size are read whole.
 
     Returns
     -------
@@ -266,55 +239,36 @@ def analyze(
     --------
     >>> import numpy as np
     >>> w = {"layer.weight": np.random.default_rng(0).normal(size=(64, 64))}
-    >>> report = analyze(w, estimators=["bdm", "gzip"])
+    >>> report = analyze(w, estimators="paper")
     >>> list(report.table["tensor"])
     ['layer.weight', '(all)']
-    >>> bool(report.total["gzip_bpp"] < 32)
+    >>> bool((report.table.filter(like="_bpp").iloc[-1] < 32).all())
     True
     """
-    if client is not None:
-        from .distributed import analyze as distributed_analyze
-
-        # trainable_only is not passed on: it only selects a module's parameters, and
-        # the cluster reads files only (distributed_analyze refuses anything else).
-        return distributed_analyze(x, estimators, client=client, per_tensor=per_tensor,
-                                   nonfinite=nonfinite, progress=progress)
-    if nonfinite not in _NONFINITE:
-        raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
+    check_choice(nonfinite, "nonfinite", NONFINITE)
     chosen = resolve_estimators(estimators)
-    weights = load_weights(x, trainable_only=trainable_only)
-    frozen = frozen_parameters(x, trainable_only)
-    rows, arrays, dropped = [], [], 0
-    steps = (len(weights) if per_tensor else 0) + 1
-    with _progress(progress, steps * len(chosen), "analyze") as bar:
-        for name, arr in weights.items():
-            notes: list[str] = []
-            w = _prepare(name, arr, nonfinite, notes)
-            dropped += arr.size - w.size
-            row = {"tensor": name, "shape": "x".join(map(str, arr.shape)), "numel": w.size}
-            if w.size:
-                arrays.append(w)
-            else:
-                notes.append("empty: skipped")
-            for est in chosen:
-                if per_tensor:
-                    row[f"{est.name}_bits"] = (
-                        _run(est, est.tensor, w, notes) if w.size else math.nan
-                    )
-                    bar.update()
-            row["notes"] = "; ".join(notes)
-            if per_tensor:
-                rows.append(row)
-        if not arrays:
-            raise ValueError("no weights to analyze: every tensor is empty")
-        total = {"tensor": ALL, "shape": "", "numel": sum(w.size for w in arrays)}
-        notes = [_frozen_note(*frozen)] if frozen[1] else []
-        for est in chosen:
-            total[f"{est.name}_bits"] = _run(est, est.total, arrays, notes)
-            bar.update()
-        total["notes"] = "; ".join(notes)
-        rows.append(total)
-    return _report(rows, chosen, nonfinite, dropped, len(weights), frozen)
+    if client is not None or reads_files(x):
+        # trainable_only selects a module's parameters: files have none to leave out.
+        source = file_tensors(x, nonfinite, chunk)
+        frozen = (0, 0)
+    else:
+        source = array_source(load_weights(x, trainable_only=trainable_only), nonfinite)
+        frozen = frozen_parameters(x, trainable_only)
+    with progress_bar(progress, 0, "analyze") as bar:
+        m = measure(source, chosen, per_tensor=per_tensor, workers=workers, client=client,
+                    bar=bar)
+    rows = []
+    for i, (name, shape) in enumerate(zip(source.names, source.shapes)):
+        if per_tensor:
+            rows.append({"tensor": name, "shape": shape, "numel": m.kept[i],
+                         **{f"{e.name}_bits": m.bits[i][e.name] for e in chosen},
+                         "notes": "; ".join(m.row_notes(i))})
+    notes = [_frozen_note(*frozen)] if frozen[1] else []
+    notes += [n for e in chosen for n in m.total_notes[e.name]]
+    rows.append({"tensor": ALL, "shape": "", "numel": sum(m.kept),
+                 **{f"{e.name}_bits": m.total[e.name] for e in chosen},
+                 "notes": "; ".join(notes)})
+    return _report(rows, chosen, nonfinite, sum(m.dropped), len(source), frozen)
 
 
 def _report(
@@ -326,8 +280,8 @@ def _report(
     frozen: tuple[int, int] = (0, 0),
 ) -> Report:
     """The report of measured rows (each: tensor, shape, numel, ``<name>_bits``, notes;
-    the ``(all)`` row last), shared with :mod:`kcomplex.distributed` so that both build
-    the very same table. `frozen`: parameters and tensors left out by trainable_only."""
+    the ``(all)`` row last). `frozen`: parameters and tensors left out by
+    trainable_only."""
     table = pd.DataFrame(rows)
     table.insert(3, "raw_bits", 32 * table["numel"])
     for est in chosen:
@@ -377,17 +331,11 @@ def _listing(rows: pd.DataFrame, limit: int = 10) -> str:
     return ", ".join(shown) + more
 
 
-def _sides(est: Estimator, fn, xa: Any, xb: Any, notes: list[str]) -> tuple[float, float]:
-    """Bits of a and of b (a tensor each, or lists of parts for ``(all)``); their notes
-    once if alike, else each marked with its side."""
-    na: list[str] = []
-    nb: list[str] = []
-    bits_a = _run(est, fn, xa, na) if len(xa) else math.nan
-    bits_b = _run(est, fn, xb, nb) if len(xb) else math.nan
-    na += [] if len(xa) else ["empty: skipped"]
-    nb += [] if len(xb) else ["empty: skipped"]
-    notes += na if na == nb else [f"a: {n}" for n in na] + [f"b: {n}" for n in nb]
-    return bits_a, bits_b
+def _sides(notes_a: list[str], notes_b: list[str]) -> list[str]:
+    """The notes of a and of b: once if alike, else each marked with its side."""
+    if notes_a == notes_b:
+        return list(notes_a)
+    return [f"a: {n}" for n in notes_a] + [f"b: {n}" for n in notes_b]
 
 
 def _label(name: str, side: str, source: Any) -> str:
@@ -415,6 +363,7 @@ def compare(
     trainable_only: bool = True,
     strict: bool = False,
     progress: bool | None = None,
+    workers: int | None = None,
 ) -> Comparison:
     """Two weight sets (say, initialization and trained) side by side.
 
@@ -431,7 +380,7 @@ def compare(
         Anything :func:`kcomplex.load_weights` accepts.
     estimators : str or sequence of str
         As for :func:`analyze`.
-    trainable_only, progress
+    trainable_only, progress, workers
         As for :func:`analyze`.
     strict : bool
         Refuse, rather than report, any tensor that is in one set only or whose shapes
@@ -458,11 +407,11 @@ def compare(
     >>> rng = np.random.default_rng(0)
     >>> init = {"w": rng.normal(size=4096)}
     >>> trained = {"w": np.where(np.abs(init["w"]) < 1, 0.0, init["w"])}
-    >>> cmp = compare(init, trained, estimators=["zstd"])
-    >>> bool(cmp.table.query("tensor == '(all)'")["ratio"].iloc[0] < 1)
+    >>> cmp = compare(init, trained)
+    >>> bool(cmp.table.query("tensor == '(all)'")["ratio"].iloc[-1] < 1)
     True
     >>> trained["extra"] = rng.normal(size=10)
-    >>> compare(init, trained, estimators=["zstd"]).not_compared
+    >>> compare(init, trained).not_compared
       tensor     status shape_a shape_b
     1  extra  only in b              10
     """
@@ -487,55 +436,77 @@ def compare(
         raise ValueError(f"no tensor has the same name and shape in both: {_listing(rest)}")
     measured = [n for n in wa if status[n] in (COMPARED, SHAPES_DIFFER)]
     frozen = {side: frozen_parameters(x, trainable_only) for side, x in (("a", a), ("b", b))}
-    parts: dict[str, list[np.ndarray]] = {"a": [], "b": [], "delta": []}
-    delta_ok = True
+    xs: dict[str, list[np.ndarray]] = {"a": [], "b": []}
+    deltas: list[np.ndarray | None] = []
+    prep_notes: list[list[str]] = []
+    in_total: list[bool] = []
+    for name in measured:
+        xa, _ = prepare(wa[name], _label(name, "a", a), "raise")
+        xb, _ = prepare(wb[name], _label(name, "b", b), "raise")
+        notes: list[str] = []
+        delta = None
+        if status[name] == SHAPES_DIFFER:
+            notes.append(f"shapes differ (a {_shape(wa[name])}, b {_shape(wb[name])}): no "
+                         "delta_bits, not in (all)")
+        elif xa.size:
+            delta = _delta(name, xa, xb, notes)
+        xs["a"].append(xa)
+        xs["b"].append(xb)
+        deltas.append(delta)
+        prep_notes.append(notes)
+        in_total.append(status[name] == COMPARED and xa.size > 0)
+    if not any(in_total):
+        raise ValueError("no weights to compare: every tensor compared is empty")
+    delta_ok = all(d is not None for d, inside in zip(deltas, in_total) if inside)
+    with_delta = [i for i, d in enumerate(deltas) if d is not None]
+    sources = {
+        side: ArraySource(measured, [""] * len(measured), xs[side], [0] * len(measured),
+                          in_total)
+        for side in ("a", "b")
+    }
+    with progress_bar(progress, 0, "compare") as bar:
+        m = {side: measure(src, chosen, workers=workers, bar=bar)
+             for side, src in sources.items()}
+        md = measure(
+            ArraySource([measured[i] for i in with_delta], [""] * len(with_delta),
+                        [deltas[i] for i in with_delta], [0] * len(with_delta)),
+            chosen, total=delta_ok, workers=workers, bar=bar,
+        ) if with_delta else None
+    where_delta = {i: j for j, i in enumerate(with_delta)}
     rows = []
-    with _progress(progress, (len(measured) + 1) * len(chosen), "compare") as bar:
-        for name in measured:
-            xa = _prepare(name, wa[name], "raise", [], _label(name, "a", a))
-            xb = _prepare(name, wb[name], "raise", [], _label(name, "b", b))
-            prep_notes: list[str] = []
-            delta = None
-            if status[name] == SHAPES_DIFFER:
-                prep_notes.append(
-                    f"shapes differ (a {_shape(wa[name])}, b {_shape(wb[name])}): no "
-                    "delta_bits, not in (all)"
-                )
-            elif xa.size:
-                parts["a"].append(xa)
-                parts["b"].append(xb)
-                delta = _delta(name, xa, xb, prep_notes)
-                if delta is None:
-                    delta_ok = False
-                else:
-                    parts["delta"].append(delta)
-            for est in chosen:
-                notes = list(prep_notes)
-                bits_a, bits_b = _sides(est, est.tensor, xa, xb, notes)
-                dbits = _run(est, est.tensor, delta, notes) if delta is not None else math.nan
-                rows.append(_row(name, est, bits_a, bits_b, dbits, notes))
-                bar.update()
-        if not parts["a"]:
-            raise ValueError("no weights to compare: every tensor compared is empty")
-        total_notes: list[str] = []
-        if frozen["a"] == frozen["b"] and frozen["a"][1]:
-            total_notes.append(f"a and b each: {_frozen_note(*frozen['a'])}")
-        elif frozen["a"] != frozen["b"]:
-            total_notes += [f"{side}: {_frozen_note(*frozen[side])}"
-                            for side in ("a", "b") if frozen[side][1]]
-        if not rest.empty:
-            total_notes.append(
-                f"over the {n_compared} tensors with the same name and shape; "
-                f"{len(rest)} not in (all): {_listing(rest, 3)}"
-            )
-        if not delta_ok:
-            total_notes.append("delta_bits: b - a overflows float32")
+    for i, name in enumerate(measured):
         for est in chosen:
-            notes = list(total_notes)
-            bits_a, bits_b = _sides(est, est.total, parts["a"], parts["b"], notes)
-            dbits = _run(est, est.total, parts["delta"], notes) if delta_ok else math.nan
-            rows.append(_row(ALL, est, bits_a, bits_b, dbits, notes))
-            bar.update()
+            side_notes = {side: m[side].notes[i][est.name]
+                          + ([] if m[side].kept[i] else ["empty: skipped"])
+                          for side in ("a", "b")}
+            notes = prep_notes[i] + _sides(side_notes["a"], side_notes["b"])
+            dbits = math.nan
+            if i in where_delta:
+                dbits = md.bits[where_delta[i]][est.name]
+                notes += md.notes[where_delta[i]][est.name]
+            rows.append(_row(name, est, m["a"].bits[i][est.name], m["b"].bits[i][est.name],
+                             dbits, notes))
+    total_notes: list[str] = []
+    if frozen["a"] == frozen["b"] and frozen["a"][1]:
+        total_notes.append(f"a and b each: {_frozen_note(*frozen['a'])}")
+    elif frozen["a"] != frozen["b"]:
+        total_notes += [f"{side}: {_frozen_note(*frozen[side])}"
+                        for side in ("a", "b") if frozen[side][1]]
+    if not rest.empty:
+        total_notes.append(
+            f"over the {n_compared} tensors with the same name and shape; "
+            f"{len(rest)} not in (all): {_listing(rest, 3)}"
+        )
+    if not delta_ok:
+        total_notes.append("delta_bits: b - a overflows float32")
+    for est in chosen:
+        notes = total_notes + _sides(m["a"].total_notes[est.name], m["b"].total_notes[est.name])
+        dbits = math.nan
+        if delta_ok:
+            dbits = md.total[est.name]
+            notes += md.total_notes[est.name]
+        rows.append(_row(ALL, est, m["a"].total[est.name], m["b"].total[est.name], dbits,
+                         notes))
     meta = {
         "estimators": [e.name for e in chosen],
         "descriptions": {e.name: e.description for e in chosen},

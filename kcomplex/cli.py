@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--csv", metavar="OUT", help="write the table as CSV")
     common.add_argument("--plot", metavar="OUT.png", help="draw the figure to a file")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_argument("--workers", type=_positive, metavar="N",
+                        help="threads in this process (default: one per CPU; 1: sequential)")
 
     p = sub.add_parser("analyze", parents=[common], help="bits per tensor and in total",
                        epilog=_estimator_help(),
@@ -53,10 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run on this Dask scheduler (workers read the files themselves)")
-    where.add_argument("--workers", type=int, metavar="N",
+    where.add_argument("--dask-workers", type=_positive, metavar="N",
                        help="run on a local Dask cluster of N worker processes")
-    where.add_argument("--stream", action="store_true",
-                       help="read in chunks here, with bounded memory (checkpoints beyond RAM)")
     c = sub.add_parser("compare", parents=[common], help="ratios of trained to init",
                        epilog=_estimator_help(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="fail if a tensor is in one file only or its shapes differ, "
                         "instead of listing it")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _estimators(names: list[str]) -> str | list[str]:
@@ -94,10 +104,10 @@ def _emit(result, args: argparse.Namespace, title: str, tag: str | None = None) 
 @contextmanager
 def _client(args: argparse.Namespace) -> Iterator[Any]:
     """The Dask client the options ask for, or None."""
-    if args.scheduler is None and args.workers is None:
+    if args.scheduler is None and args.dask_workers is None:
         yield None
         return
-    with distributed.connect(args.scheduler, workers=args.workers) as client:
+    with distributed.connect(args.scheduler, workers=args.dask_workers) as client:
         yield client
 
 
@@ -110,24 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             nonfinite = "drop" if args.drop_nonfinite else "raise"
             with _client(args) as client:
                 for path in args.paths:
-                    # An index names several files: only the file-reading path reads it.
-                    if client is not None or args.stream or path.endswith(".json"):
-                        report = distributed.analyze(
-                            path, _estimators(args.estimators), client=client,
-                            nonfinite=nonfinite, progress=progress,
-                        )
-                    else:
-                        report = analyze(
-                            path, _estimators(args.estimators),
-                            trainable_only=not args.all_params, nonfinite=nonfinite,
-                            progress=progress,
-                        )
+                    report = analyze(
+                        path, _estimators(args.estimators),
+                        trainable_only=not args.all_params, nonfinite=nonfinite,
+                        progress=progress, client=client, workers=args.workers,
+                    )
                     tag = Path(path).stem if len(args.paths) > 1 else None
                     _emit(report, args, f"== {path}", tag)
         else:
             cmp = compare(args.init, args.trained, _estimators(args.estimators),
                           trainable_only=not args.all_params, strict=args.strict,
-                          progress=progress)
+                          progress=progress, workers=args.workers)
             _emit(cmp, args, f"== a: {args.init}  b: {args.trained}  (ratio = b / a)")
     except (OSError, ValueError, TypeError, ImportError) as err:
         print(f"kcomplex: error: {err}", file=sys.stderr)

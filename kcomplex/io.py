@@ -99,6 +99,7 @@ __all__ = [
     "SUFFIXES",
     "WeightsFormatError",
     "frozen_parameters",
+    "iter_chunks",
     "iter_weights",
     "load_weights",
     "read_index",
@@ -833,7 +834,7 @@ def _raw_chunks(
         yield _finish(piece, shared=False)
 
 
-def _iter_chunks(
+def iter_chunks(
     path: str | os.PathLike, name: str, *, chunk: int = 1 << 24
 ) -> Iterator[np.ndarray]:
     """Yield one tensor of a weights file flattened in C order, `chunk` elements at a time.
@@ -872,7 +873,7 @@ def _iter_chunks(
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "w.npy")
     >>> np.save(path, np.arange(10, dtype=np.float32))
-    >>> [p.tolist() for p in _iter_chunks(path, "weights", chunk=4)]
+    >>> [p.tolist() for p in iter_chunks(path, "weights", chunk=4)]
     [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0], [8.0, 9.0]]
     """
     if chunk < 1:

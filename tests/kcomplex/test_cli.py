@@ -67,7 +67,7 @@ def test_help_explains_estimators():
         assert name in out
 
 
-def test_stream_and_index_read_like_analyze(tmp_path):
+def test_workers_and_index_read_like_analyze(tmp_path):
     from safetensors.numpy import save_file
 
     import kcomplex
@@ -83,9 +83,20 @@ def test_stream_and_index_read_like_analyze(tmp_path):
     index.write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors",
                                                 "b": "model-00002-of-00002.safetensors"}}))
     first = tmp_path / "model-00001-of-00002.safetensors"
-    assert main(["analyze", str(first), "--stream", "--csv", str(tmp_path / "s.csv"),
+    assert main(["analyze", str(first), "--workers", "1", "--csv", str(tmp_path / "s.csv"),
                  "--no-progress"]) == 0
     assert (tmp_path / "s.csv").read_text() == kcomplex.analyze(first).to_csv()
+    assert main(["analyze", str(first), "--workers", "3", "-e", "all", "--csv",
+                 str(tmp_path / "t.csv"), "--no-progress"]) == 0
+    assert (tmp_path / "t.csv").read_text() == kcomplex.analyze(
+        kcomplex.load_weights(first), "all", workers=1).to_csv()
     assert main(["analyze", str(index), "--csv", str(tmp_path / "i.csv"), "--no-progress"]) == 0
     joined = {n: w for s in shards.values() for n, w in s.items()}
     assert (tmp_path / "i.csv").read_text() == kcomplex.analyze(joined).to_csv()
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two"])
+def test_workers_must_be_positive(bad, capsys):
+    with pytest.raises(SystemExit):
+        main(["analyze", "x.safetensors", "--workers", bad])
+    assert "expected a positive integer" in capsys.readouterr().err

@@ -102,6 +102,23 @@ def test_chunked_tensors_and_dropped_nonfinite(client, tmp_path):
         kd.analyze(tmp_path / "nan.safetensors", ["bdm"], client=client)
 
 
+@pytest.mark.parametrize("kind", ["file", "list", "index", "npz", "npy"])
+@pytest.mark.parametrize("options", [{}, {"per_tensor": False}, {"nonfinite": "drop"}],
+                         ids=["default", "total only", "drop"])
+def test_every_estimator_input_and_option_as_in_process(client, files, tmp_path, kind,
+                                                        options):
+    x = {"file": files["shards"][0], "list": files["shards"][1:], "index": files["index"],
+         "npz": files["npz"]}.get(kind)
+    if kind == "npy":
+        x = tmp_path / "w.npy"
+        np.save(x, np.round(np.random.default_rng(5).normal(size=(40, 33)), 1))
+    report = kcomplex.analyze(x, "all", client=client, **options)
+    assert_same(report, kcomplex.analyze(x, "all", workers=1, **options))
+    assert_same(report, kd.analyze(x, "all", chunk=97, workers=2, **options))
+    paths = x if kind == "list" else files["shards"] if kind == "index" else [x]
+    assert_same(report, kcomplex.analyze(_joined(paths), "all", **options))
+
+
 def test_missing_shard_is_named(files, tmp_path):
     for p in [files["index"], *files["shards"][:2]]:
         shutil.copy(p, tmp_path)
@@ -129,7 +146,7 @@ def test_bad_scheduler_address():
 def test_cli_workers_and_scheduler(client, files, tmp_path, capsys):
     path = str(files["shards"][1])
     expected = kcomplex.analyze(path).to_csv()
-    assert main(["analyze", path, "--workers", "2", "--csv", str(tmp_path / "w.csv"),
+    assert main(["analyze", path, "--dask-workers", "2", "--csv", str(tmp_path / "w.csv"),
                  "--no-progress"]) == 0
     assert (tmp_path / "w.csv").read_text() == expected
     address = client.scheduler.address

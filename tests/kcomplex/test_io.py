@@ -114,7 +114,8 @@ def test_docstring_examples_run():
 
 def test_public_names():
     assert sorted(kio.__all__) == sorted(
-        ["INDEX_SUFFIX", "SUFFIXES", "WeightsFormatError", "frozen_parameters", "iter_weights",
+        ["INDEX_SUFFIX", "SUFFIXES", "WeightsFormatError", "frozen_parameters", "iter_chunks",
+         "iter_weights",
          "load_weights", "read_index", "weight_shapes"]
     )
     assert set(SUFFIXES) == {".npy", ".npz", ".pt", ".pth", ".bin", ".safetensors"}

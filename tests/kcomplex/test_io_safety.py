@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 
 import kcomplex
 from kcomplex import distributed as kd
-from kcomplex.io import WeightsFormatError, _iter_chunks, iter_weights, weight_shapes
+from kcomplex.io import WeightsFormatError, iter_chunks, iter_weights, weight_shapes
 
 TIB4 = 1 << 40  # float32 elements in 4 TiB
 
@@ -67,7 +67,7 @@ _SPECIAL = textwrap.dedent("""
     def cli(path):
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
-            rc = main(["analyze", str(path), "--stream", "--no-progress"])
+            rc = main(["analyze", str(path), "--no-progress"])
         return f"rc={rc} {err.getvalue().strip()}"
 
     cases = {}
@@ -75,7 +75,7 @@ _SPECIAL = textwrap.dedent("""
         cases[f"load {s}"] = (p, outcome(lambda: kcomplex.load_weights(p)))
         cases[f"shapes {s}"] = (p, outcome(lambda: kcomplex.weight_shapes(p)))
         cases[f"stream {s}"] = (p, outcome(lambda: kd.analyze(p, ["gzip"])))
-    cases["cli --stream"] = (fifo[".npy"], cli(fifo[".npy"]))
+    cases["cli"] = (fifo[".npy"], cli(fifo[".npy"]))
     for name in ("zero.npz", "null.safetensors"):
         cases[f"link {name}"] = (root / name, outcome(lambda: kcomplex.load_weights(root / name)))
         cases[f"stream {name}"] = (root / name, outcome(lambda: kd.analyze(root / name)))
@@ -106,7 +106,7 @@ def special(tmp_path_factory):
 @pytest.mark.parametrize("case, kind", [
     *[(f"{how} {s}", "a FIFO") for how in ("load", "shapes", "stream")
       for s in (".npy", ".npz", ".pt", ".safetensors")],
-    ("cli --stream", "a FIFO"),
+    ("cli", "a FIFO"),
     ("link zero.npz", "a character device"),
     ("stream zero.npz", "a character device"),
     ("link null.safetensors", "a character device"),
@@ -142,7 +142,7 @@ def test_npy_header_claiming_4_tib_is_refused_before_allocating(tmp_path, fortra
             r"16 bytes follow it"
     for call in (kcomplex.load_weights, weight_shapes, lambda p: kd.analyze(p, ["gzip"]),
                  lambda p: kd.analyze(p, ["bdm"], chunk=4),
-                 lambda p: list(_iter_chunks(p, "weights", chunk=4))):
+                 lambda p: list(iter_chunks(p, "weights", chunk=4))):
         with pytest.raises(WeightsFormatError, match=match):
             call(path)
 
@@ -319,5 +319,12 @@ def test_streamed_overflow_is_an_error_not_dropped(tmp_path):
     path = tmp_path / "big.npy"
     np.save(path, np.array([1.0] * 20 + [1e300]))
     for nonfinite in ("raise", "drop"):
-        with pytest.raises(ValueError, match=r"overflows float32 \(first at index \(20,\)"):
+        # One message for every executor: the same words as for a dict in memory.
+        with pytest.raises(ValueError, match=r"overflows float32 \(first at index 20: 1e\+300"):
             kd.analyze(path, ["gzip"], nonfinite=nonfinite, progress=False)
+        with pytest.raises(ValueError, match=r"overflows float32 \(first at index 20: 1e\+300"):
+            kcomplex.analyze(path, ["gzip"], nonfinite=nonfinite, workers=2)
+    # Read in chunks, the message says where the chunk lies in the tensor.
+    with pytest.raises(ValueError, match=r"flat elements 16 to 20 of 21\): 1 value overflows "
+                                         r"float32 \(first at index 4: 1e\+300"):
+        kd.analyze(path, ["gzip"], chunk=8, progress=False)

@@ -13,8 +13,9 @@ from safetensors.numpy import save_file
 
 import kcomplex
 from kcomplex import distributed as kd
-from kcomplex.estimators import _entropy_bits, _entropy_tensor, _entropy_total
-from kcomplex.io import _iter_chunks
+from kcomplex import estimators
+from kcomplex.estimators import ESTIMATORS
+from kcomplex.io import iter_chunks
 
 
 def assert_same(report, reference):
@@ -71,24 +72,33 @@ def test_chunks_of_every_float_dtype(tmp_path):
                tmp_path / "t.safetensors")
     whole = kcomplex.load_weights(tmp_path / "t.safetensors")
     for name, w in whole.items():
-        pieces = list(_iter_chunks(tmp_path / "t.safetensors", name, chunk=16))
+        pieces = list(iter_chunks(tmp_path / "t.safetensors", name, chunk=16))
         assert [p.size for p in pieces] == [16] * 9 + [11]
         assert np.array_equal(np.concatenate(pieces), w.reshape(-1))
 
 
+def _entropy_oracle(w):
+    """The entropy estimator from its formula, on np.unique's counts."""
+    _, counts = np.unique(w.view(np.uint32), return_counts=True)
+    n = w.size
+    two_part = 32 * counts.size + n * np.log2(n) - float(np.sum(counts * np.log2(counts)))
+    return 1 + min(two_part, 32 * n)
+
+
 @pytest.mark.parametrize("budget", [1, 40, 5000, 10**6])
-def test_entropy_in_passes_is_exact(budget):
-    # Small budgets force many passes and bins counted by their low 16 bits.
+def test_entropy_compacted_is_exact(monkeypatch, budget):
+    # Small budgets compact the gathered values into distinct values and counts often:
+    # the bits are those of the sorted values, to the last bit, however they came.
     rng = np.random.default_rng(3)
     arrays = [rng.normal(size=999).astype(np.float32), np.full(3000, 0.25, np.float32),
               np.round(rng.normal(size=7000), 1).astype(np.float32)]
-    whole = np.concatenate(arrays)
-    (distinct, nlogn), = kd._entropy_parts(lambda: iter(arrays), 0, [0], budget)
-    assert _entropy_bits(whole.size, distinct, nlogn) == _entropy_tensor(whole)
-    distinct, nlogn = 0, 0.0
-    for d, s in kd._entropy_parts(lambda: iter(arrays), 3, range(8), budget):
-        distinct, nlogn = distinct + d, nlogn + s
-    assert _entropy_bits(whole.size, distinct, nlogn) == _entropy_total(arrays)
+    est = ESTIMATORS["entropy"]
+    expected_one, expected_parts = est.tensor(np.concatenate(arrays)), est.total(arrays)
+    monkeypatch.setattr(estimators, "_BUDGET", budget)
+    pieces = [p for a in arrays for p in np.array_split(a, 7)]
+    assert est.bits([est.fold(pieces)]) == expected_one
+    assert est.total(pieces) == expected_parts
+    assert expected_parts == pytest.approx(_entropy_oracle(np.concatenate(arrays)), rel=1e-12)
 
 
 def _write_big(path, tensors, piece=1 << 22):
@@ -129,3 +139,18 @@ def test_peak_memory_well_below_the_file(tmp_path):
     grown, numel = int(out[0]), int(out[1])
     assert numel == size // 4
     assert grown < size / 4, f"peak memory grew by {grown / 2**20:.0f} MiB for a 256 MiB file"
+
+
+@pytest.mark.parametrize("slice_size", [1, 2, 7, 1 << 20])
+def test_entropy_counts_runs_across_slices(monkeypatch, slice_size):
+    # The sorted values are scanned a slice at a time; runs that cross slices count once,
+    # in order: the same numbers as the kernel that scans them in one go.
+    from kcomplex import _kernels
+
+    monkeypatch.setattr(estimators, "_SLICE", slice_size)
+    rng = np.random.default_rng(slice_size)
+    for n in (0, 1, 2, 13, 500):
+        for values in (np.round(rng.normal(size=n), 1), np.zeros(n), rng.normal(size=n)):
+            u = np.sort(values.astype(np.float32).view(np.uint32))
+            expected = _kernels.sorted_runs(u)
+            assert estimators._distinct(u) == (expected[0], expected[1])
