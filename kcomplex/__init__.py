@@ -10,10 +10,13 @@ from .bdm import BDM, PARTITIONS, BlockCounts, bdm
 from .compressors import CODECS, PAYLOADS, compressed_bits, compressed_bits_chunks
 from .ctm import load_table
 from .ctm_query import algorithmic_probability, ctm_bits
+from .distance import DISTANCE_ESTIMATORS, conditional, distance_matrix, ncd
 from .estimators import ESTIMATORS, PRESETS
 from .io import WeightsFormatError, iter_weights, load_weights, weight_shapes
+from .lz import lz76_bits, lz76_phrases, lz78_bits, lz78_phrases
 from .mdl import coded_bits, entropy_bits, kt_bits, quantized_bits, two_part_bits
 from .perturbation import perturbation
+from .regions import complexity_map, plot_complexity_map
 from .symbols import binarize, symbolize
 
 # The one place the version is written: pyproject.toml reads this literal (without importing
@@ -25,6 +28,7 @@ __all__ = [
     "BlockCounts",
     "CODECS",
     "Comparison",
+    "DISTANCE_ESTIMATORS",
     "ESTIMATORS",
     "PARTITIONS",
     "PAYLOADS",
@@ -35,18 +39,27 @@ __all__ = [
     "analyze",
     "bdm",
     "binarize",
-    "compare",
     "coded_bits",
+    "compare",
+    "complexity_map",
     "compressed_bits",
     "compressed_bits_chunks",
+    "conditional",
     "ctm_bits",
+    "distance_matrix",
     "entropy_bits",
     "iter_weights",
     "kt_bits",
     "load_table",
     "load_weights",
+    "lz76_bits",
+    "lz76_phrases",
+    "lz78_bits",
+    "lz78_phrases",
     "mdl",
+    "ncd",
     "perturbation",
+    "plot_complexity_map",
     "quantized_bits",
     "symbolize",
     "two_part_bits",

@@ -1,4 +1,5 @@
-"""Figures of reports: bits per parameter per tensor and estimator; init vs trained.
+"""Figures of reports: bits per parameter per tensor and estimator; init vs trained; a
+distance matrix as a heatmap.
 
 matplotlib is imported when a figure is drawn, never at ``import kcomplex``.
 """
@@ -15,9 +16,14 @@ import numpy as np
 from .files import write_atomic
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .analysis import Comparison, Report
 
-__all__ = ["plot_report", "plot_comparison"]
+__all__ = ["plot_report", "plot_comparison", "plot_distance_matrix"]
+
+# Matrices up to this many items get their values written in the cells.
+_ANNOTATE_ITEMS = 12
 
 
 def pyplot():
@@ -156,4 +162,61 @@ def plot_comparison(cmp: Comparison, path: str | os.PathLike | None = None, ax: 
     ax[1].set_ylabel("ratio b / a")
     ax[1].legend(fontsize=8)
     fig.suptitle("Init vs trained")
+    return save_figure(fig, path)
+
+
+def plot_distance_matrix(
+    df: pd.DataFrame, path: str | os.PathLike | None = None, ax: Any = None
+):
+    """Heatmap of a distance matrix, values written in the cells up to 12 items.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Square, as :func:`kcomplex.distance.distance_matrix` returns: rows and columns
+        named alike; its ``attrs["estimator"]``, when present, titles the figure.
+    path : path, optional
+        Save the figure there (atomically; format from the suffix).
+    ax : matplotlib Axes, optional
+        Draw into it instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If `df` is not square.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = pd.DataFrame([[0.01, 0.9], [0.9, 0.02]], index=["a", "b"], columns=["a", "b"])
+    >>> len(plot_distance_matrix(d).axes[0].texts)
+    4
+    """
+    if df.shape[0] != df.shape[1]:
+        raise ValueError(f"a distance matrix is square; got {df.shape[0]}x{df.shape[1]}")
+    plt = pyplot()
+    n = len(df)
+    if ax is None:
+        side = max(4.0, 0.5 * n + 2)
+        fig, ax = plt.subplots(figsize=(side + 1, side))
+    else:
+        fig = ax.figure
+    values = df.to_numpy(float)
+    # NCD lives in [0, 1] up to a codec's slack: a fixed scale keeps figures comparable.
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=max(1.0, float(np.nanmax(values))))
+    fig.colorbar(image, ax=ax, label="NCD")
+    ticks = np.arange(n)
+    ax.set_xticks(ticks, [str(c) for c in df.columns], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(ticks, [str(i) for i in df.index], fontsize=8)
+    if n <= _ANNOTATE_ITEMS:
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if v < 0.5 else "black")
+    estimator = df.attrs.get("estimator")
+    ax.set_title(f"Normalized compression distance ({estimator})" if estimator
+                 else "Normalized compression distance")
     return save_figure(fig, path)

@@ -207,6 +207,12 @@ def _bits_cases():
             mdl.quantized_bits, _weights, lambda w, c=code: mdl.quantized_bits(w, 4, c), None,
             id=f"quantized_bits-{code}",
         )
+    yield pytest.param(
+        kcomplex.ctm_bits, lambda: _SYMBOLS[:12] % 2, lambda s: kcomplex.ctm_bits(s), None,
+        id="ctm_bits",
+    )
+    for lz in (kcomplex.lz76_bits, kcomplex.lz78_bits):
+        yield pytest.param(lz, _weights, lz, None, id=lz.__name__)
 
 
 _CASES = list(_bits_cases())
