@@ -1,4 +1,4 @@
-"""``kcomplex analyze|compare``: a thin command line over :mod:`kcomplex.analysis`."""
+"""``kcomplex analyze|compare|distance|map``: a thin command line over the library."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from typing import Any
 
 from . import distributed
 from .analysis import analyze, compare
+from .distance import DISTANCE_ESTIMATORS, distance_matrix
 from .estimators import ESTIMATORS, PRESETS
+from .files import write_atomic
+from .io import load_weights
+from .plot import plot_distance_matrix
+from .regions import complexity_map, plot_complexity_map
 
 __all__ = ["main"]
 
@@ -65,6 +70,26 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--strict", action="store_true",
                    help="fail if a tensor is in one file only or its shapes differ, "
                         "instead of listing it")
+    d = sub.add_parser("distance", help="normalized compression distance between weight "
+                                        "files (kcomplex.distance)")
+    d.add_argument("paths", nargs="+", metavar="PATH", help="two or more weight files")
+    d.add_argument("--estimator", default="zstd", choices=DISTANCE_ESTIMATORS,
+                   help="the compressor, or bdm (default: zstd)")
+    d.add_argument("--asymmetric", action="store_true",
+                   help="compute NCD(x, y) and NCD(y, x) both (default: the upper triangle, "
+                        "mirrored)")
+    d.add_argument("--csv", metavar="OUT", help="write the matrix as CSV")
+    d.add_argument("--plot", metavar="OUT.png", help="draw the heatmap to a file")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m = sub.add_parser("map", help="complexity map of one weight matrix: its 2-D BDM shared "
+                                   "over its blocks (kcomplex.complexity_map)")
+    m.add_argument("path", metavar="PATH", help="a weight file")
+    m.add_argument("--tensor", required=True, metavar="NAME",
+                   help="the 2-D tensor to map (required: a file holds several)")
+    m.add_argument("--block", type=_positive, default=4, metavar="SIDE",
+                   help="block side, 2 to 4 (default: 4)")
+    m.add_argument("--csv", metavar="OUT", help="write the map as CSV")
+    m.add_argument("--plot", metavar="OUT.png", help="draw the heatmap to a file")
     return parser
 
 
@@ -111,10 +136,39 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
         yield client
 
 
+def _distance(args: argparse.Namespace, progress: bool | None) -> None:
+    if len(args.paths) < 2:
+        raise ValueError("distance needs two or more weight files")
+    frame = distance_matrix([Path(p) for p in args.paths], args.estimator,
+                            symmetric=not args.asymmetric, progress=progress)
+    print(f"== NCD ({args.estimator})")
+    print(frame.to_string(float_format="{:.4f}".format))
+    if args.csv:
+        write_atomic(args.csv, frame.to_csv().encode())
+    if args.plot:
+        plot_distance_matrix(frame, args.plot)
+
+
+def _map(args: argparse.Namespace) -> None:
+    weights = load_weights(args.path)
+    if args.tensor not in weights:
+        raise ValueError(f"{args.path} has no tensor {args.tensor!r}; it has "
+                         f"{', '.join(list(weights)[:8])}{' ...' if len(weights) > 8 else ''}")
+    cmap = complexity_map(weights[args.tensor], block=(args.block, args.block))
+    print(f"== {args.path} {args.tensor}: {cmap.shape[0]}x{cmap.shape[1]} blocks of "
+          f"{args.block}x{args.block}, total {cmap.sum():.2f} bits (the matrix's 2-D BDM)")
+    if args.csv:
+        import pandas as pd
+
+        write_atomic(args.csv, pd.DataFrame(cmap).to_csv(index=False).encode())
+    if args.plot:
+        plot_complexity_map(cmap, args.plot)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    progress = False if args.no_progress else None
+    progress = False if getattr(args, "no_progress", False) else None
     try:
         if args.command == "analyze":
             nonfinite = "drop" if args.drop_nonfinite else "raise"
@@ -127,11 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     tag = Path(path).stem if len(args.paths) > 1 else None
                     _emit(report, args, f"== {path}", tag)
-        else:
+        elif args.command == "compare":
             cmp = compare(args.init, args.trained, _estimators(args.estimators),
                           trainable_only=not args.all_params, strict=args.strict,
                           progress=progress, workers=args.workers)
             _emit(cmp, args, f"== a: {args.init}  b: {args.trained}  (ratio = b / a)")
+        elif args.command == "distance":
+            _distance(args, progress)
+        else:
+            _map(args)
     except (OSError, ValueError, TypeError, ImportError) as err:
         print(f"kcomplex: error: {err}", file=sys.stderr)
         return 1

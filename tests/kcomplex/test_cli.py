@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,42 @@ def test_workers_must_be_positive(bad, capsys):
     with pytest.raises(SystemExit):
         main(["analyze", "x.safetensors", "--workers", bad])
     assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_distance_command(tmp_path, capsys):
+    import pandas as pd
+
+    from kcomplex.distance import distance_matrix
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(64, 64)).astype(np.float32)
+    paths = []
+    for name, x in (("a", w), ("b", np.round(w, 1)), ("c", rng.normal(size=(64, 64)))):
+        np.savez(tmp_path / f"{name}.npz", w=x.astype(np.float32))
+        paths.append(str(tmp_path / f"{name}.npz"))
+    csv = tmp_path / "d.csv"
+    assert main(["distance", *paths, "--csv", str(csv), "--no-progress"]) == 0
+    assert "NCD (zstd)" in capsys.readouterr().out
+    frame = pd.read_csv(csv, index_col=0)
+    want = distance_matrix([Path(p) for p in paths], "zstd", progress=False)
+    np.testing.assert_allclose(frame.to_numpy(), want.to_numpy(), rtol=0, atol=1e-12)
+    assert main(["distance", paths[0]]) == 1
+    assert "two or more" in capsys.readouterr().err
+
+
+def test_map_command(tmp_path, capsys):
+    import pandas as pd
+
+    from kcomplex import BDM, binarize, complexity_map
+
+    w = np.random.default_rng(1).normal(size=(32, 48)).astype(np.float32)
+    np.savez(tmp_path / "m.npz", w=w, b=np.zeros(3, np.float32))
+    csv = tmp_path / "map.csv"
+    assert main(["map", str(tmp_path / "m.npz"), "--tensor", "w", "--csv", str(csv)]) == 0
+    got = pd.read_csv(csv).to_numpy()
+    np.testing.assert_array_equal(got, complexity_map(w))
+    assert got.shape == (8, 12)
+    assert abs(got.sum() - BDM(ndim=2).bdm(binarize(w))) < 1e-6
+    assert f"{got.sum():.2f} bits" in capsys.readouterr().out
+    assert main(["map", str(tmp_path / "m.npz"), "--tensor", "nope"]) == 1
+    assert "no tensor 'nope'" in capsys.readouterr().err
