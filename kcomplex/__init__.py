@@ -18,6 +18,7 @@ from .mdl import coded_bits, entropy_bits, kt_bits, quantized_bits, two_part_bit
 from .perturbation import perturbation
 from .regions import complexity_map, plot_complexity_map
 from .symbols import binarize, symbolize
+from .trajectory import checkpoint_order, plot_trajectory, trajectory
 
 # The one place the version is written: pyproject.toml reads this literal (without importing
 # kcomplex), so it must stay a plain string.
@@ -39,6 +40,7 @@ __all__ = [
     "analyze",
     "bdm",
     "binarize",
+    "checkpoint_order",
     "coded_bits",
     "compare",
     "complexity_map",
@@ -60,8 +62,10 @@ __all__ = [
     "ncd",
     "perturbation",
     "plot_complexity_map",
+    "plot_trajectory",
     "quantized_bits",
     "symbolize",
+    "trajectory",
     "two_part_bits",
     "weight_shapes",
 ]

@@ -1,4 +1,5 @@
-"""``kcomplex analyze|compare|distance|map``: a thin command line over the library."""
+"""``kcomplex analyze|compare|distance|map|trajectory``: a thin command line over the
+library."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .files import write_atomic
 from .io import load_weights
 from .plot import plot_distance_matrix
 from .regions import complexity_map, plot_complexity_map
+from .trajectory import plot_trajectory, trajectory
 
 __all__ = ["main"]
 
@@ -81,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--csv", metavar="OUT", help="write the matrix as CSV")
     d.add_argument("--plot", metavar="OUT.png", help="draw the heatmap to a file")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t = sub.add_parser("trajectory", parents=[common],
+                       help="every estimator per checkpoint of a run, in training order",
+                       epilog=_estimator_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("paths", nargs="+", metavar="PATH",
+                   help="checkpoint files, or one directory of them; ordered by the epoch or "
+                        "step number in their names, else as given")
     m = sub.add_parser("map", help="complexity map of one weight matrix: its 2-D BDM shared "
                                    "over its blocks (kcomplex.complexity_map)")
     m.add_argument("path", metavar="PATH", help="a weight file")
@@ -149,6 +158,19 @@ def _distance(args: argparse.Namespace, progress: bool | None) -> None:
         plot_distance_matrix(frame, args.plot)
 
 
+def _trajectory(args: argparse.Namespace, progress: bool | None) -> None:
+    paths = args.paths[0] if len(args.paths) == 1 else args.paths
+    table = trajectory(paths, _estimators(args.estimators), trainable_only=not args.all_params,
+                       progress=progress, workers=args.workers)
+    print(table.to_string(float_format="{:,.4f}".format))
+    if args.json:
+        write_atomic(args.json, table.to_json(orient="index", indent=1).encode())
+    if args.csv:
+        write_atomic(args.csv, table.to_csv().encode())
+    if args.plot:
+        plot_trajectory(table, args.plot)
+
+
 def _map(args: argparse.Namespace) -> None:
     weights = load_weights(args.path)
     if args.tensor not in weights:
@@ -188,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _emit(cmp, args, f"== a: {args.init}  b: {args.trained}  (ratio = b / a)")
         elif args.command == "distance":
             _distance(args, progress)
+        elif args.command == "trajectory":
+            _trajectory(args, progress)
         else:
             _map(args)
     except (OSError, ValueError, TypeError, ImportError) as err:

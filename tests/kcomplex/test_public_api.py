@@ -8,7 +8,8 @@ import kcomplex
 EXPECTED = {
     "algorithmic_probability", "ctm_bits", "DISTANCE_ESTIMATORS", "conditional",
     "distance_matrix", "ncd", "complexity_map", "plot_complexity_map", "lz76_bits",
-    "lz76_phrases", "lz78_bits", "lz78_phrases",
+    "lz76_phrases", "lz78_bits", "lz78_phrases", "checkpoint_order", "plot_trajectory",
+    "trajectory",
     "BDM", "BlockCounts", "CODECS", "Comparison", "ESTIMATORS", "PARTITIONS", "PAYLOADS",
     "PRESETS", "Report", "WeightsFormatError", "analyze", "bdm", "binarize", "coded_bits",
     "compare", "compressed_bits", "compressed_bits_chunks", "entropy_bits", "iter_weights",
