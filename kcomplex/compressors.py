@@ -76,15 +76,27 @@ class _GzipStream:
         return self._header + self._deflate.flush() + tail
 
 
-def _zstd_stream(level: int) -> zstandard.ZstdCompressionObj:
+# zstd --long's window: 128 MiB.
+_LONG_WINDOW_LOG = 27
+
+
+def _zstd_stream(level: int, long: bool = False) -> zstandard.ZstdCompressionObj:
     # No content size (a stream does not know it), no checksum, no dictionary id, one
     # thread. The streaming compressor buffers its input into whole blocks, so the frame
     # does not depend on how the input is cut. A one-shot call would tune the level's
     # parameters to the known size: another frame, up to 30 % longer or shorter on small
     # payloads, and then a tensor's bits would depend on how it was read.
-    return zstandard.ZstdCompressor(
-        level=level, write_content_size=False, write_checksum=False, write_dict_id=False
-    ).compressobj()
+    frame = {"write_content_size": False, "write_checksum": False, "write_dict_id": False}
+    if not long:
+        return zstandard.ZstdCompressor(level=level, **frame).compressobj()
+    # Long-range matching finds repeats no farther back than the window: the level's own
+    # window (2 to 8 MiB below level 20) would leave it little to find, so widen it to
+    # 2**27 bytes as zstd --long does.
+    window = max(_LONG_WINDOW_LOG, zstandard.ZstdCompressionParameters.from_level(level).window_log)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, enable_ldm=True, window_log=window, **frame
+    )
+    return zstandard.ZstdCompressor(compression_params=params).compressobj()
 
 
 def _zstd_compress(data: Any, level: int) -> bytes:
@@ -118,7 +130,9 @@ class Codec:
     decompress : callable
         ``bytes -> bytes``.
     stream : callable
-        ``level -> object`` with ``compress(bytes-like) -> bytes`` and ``flush() -> bytes``.
+        ``level -> object`` with ``compress(bytes-like) -> bytes`` and ``flush() -> bytes``;
+        zstd's also takes ``long=True``: long-range matching over a 128 MiB window, as
+        ``zstd --long``.
     """
 
     name: str
@@ -126,7 +140,7 @@ class Codec:
     levels: range
     compress: Callable[[Any, int], bytes]
     decompress: Callable[[bytes], bytes]
-    stream: Callable[[int], _Stream]
+    stream: Callable[..., _Stream]
 
 
 #: Codecs by name. zstd defaults to level 3, zstd's own default and the level of

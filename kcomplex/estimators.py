@@ -18,11 +18,18 @@ which bounds the memory of one pass to about an eighth of the values. One tensor
 measured by the same protocol, in one part: :meth:`Estimator.tensor`.
 :mod:`kcomplex.driver` runs the protocol over a model in-process, streamed or on Dask;
 nothing outside this module knows an estimator by name.
+
+An estimator with :attr:`Estimator.keys` can be configured, in Python and on the command
+line alike, as ``"name:key=value,key=value"`` (``"bdm:n_symbols=4,method=quantile"``,
+``"zstd:level=19,long=1"``). Its canonical name lists the keys in declared order and
+leaves out those at their default, so ``"zstd:level=3"`` is ``"zstd"`` itself; the report
+column is ``<canonical name>_bits``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,13 +40,18 @@ import numpy as np
 from . import _kernels as _k
 from .bdm import BDM, BlockCounts
 from .compressors import CODECS
+from .ctm import TABLES
 from .lz import lz76_bits, lz78_bits
+from .symbols import symbolize
+from .validation import check_choice, check_int
 
 __all__ = [
     "Estimator",
+    "Key",
     "ESTIMATORS",
     "PRESETS",
     "resolve_estimators",
+    "spelling_help",
 ]
 
 # Values an entropy state gathers before it compacts them into distinct values and
@@ -51,15 +63,85 @@ _BUDGET = 1 << 24
 _SLICE = 1 << 20
 
 
+# A key's integer value as spelled: decimal digits, a sign allowed.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+# How a bool key's value may be spelled (in any case); the canonical spelling is 0 or 1.
+_BOOLS = ("0", "1", "false", "true")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of an estimator's configured spelling, ``name:key=value``.
+
+    Attributes
+    ----------
+    name : str
+        The key as spelled.
+    default : int, bool or str
+        Its value when not given, whose type is the type of its values.
+    valid : range or tuple
+        Its valid values: a range or a tuple of integers, a tuple of strings; a bool key
+        takes ``0``/``1`` or ``false``/``true``.
+
+    Examples
+    --------
+    >>> key = Key("level", 3, range(1, 23))
+    >>> key.parse("19"), key.describe()
+    (19, 'level: integer in [1, 22], default 3')
+    """
+
+    name: str
+    default: Any
+    valid: range | tuple = ()
+
+    def parse(self, text: str) -> Any:
+        """The value spelled `text`.
+
+        Raises
+        ------
+        ValueError
+            If `text` does not spell a valid value, naming the valid ones.
+        """
+        if isinstance(self.default, bool):
+            return check_choice(text.lower(), self.name, _BOOLS) in ("1", "true")
+        if isinstance(self.default, int):
+            if not _INTEGER.fullmatch(text):
+                raise ValueError(f"{self.name} must be an integer, got {text!r}")
+            if isinstance(self.valid, range):
+                return check_int(int(text), self.name, minimum=self.valid[0],
+                                 maximum=self.valid[-1])
+            return check_choice(int(text), self.name, self.valid)
+        return check_choice(text, self.name, self.valid)
+
+    def spell(self, value: Any) -> str:
+        """`value` as the canonical name spells it (a bool as 0 or 1)."""
+        return str(int(value)) if isinstance(value, bool) else str(value)
+
+    def describe(self) -> str:
+        """``"<name>: <valid values>, default <value>"``, for messages and ``--help``."""
+        if isinstance(self.default, bool):
+            valid = "0 or 1 (false or true)"
+        elif isinstance(self.valid, range):
+            valid = f"integer in [{self.valid[0]}, {self.valid[-1]}]"
+        else:
+            valid = "one of " + ", ".join(map(str, self.valid))
+        return f"{self.name}: {valid}, default {self.spell(self.default)}"
+
+
 class Estimator:
     """A complexity estimator in bits, as a mergeable state over pieces of the weights.
 
     Attributes
     ----------
     name : str
-        Registry name; the report column is ``<name>_bits``.
+        Registry name, or canonical configured name (``"zstd:level=19"``); the report
+        column is ``<name>_bits``.
     description : str
         One line for ``--help`` and the docs.
+    keys : tuple of Key
+        What a configured spelling may set, in the canonical name's order (none: the
+        estimator takes no keys).
     mergeable : bool
         States of consecutive pieces merge exactly (:meth:`merge`); else the driver
         feeds one state every chunk of the vector in order.
@@ -82,6 +164,7 @@ class Estimator:
     description: str = ""
     mergeable: bool = False
     parts: int = 1
+    keys: tuple[Key, ...] = ()
 
     def start(self, offset: int = 0, part: int = 0, parts: int = 1) -> Any:
         """An empty state for the piece that starts `offset` weights into the vector,
@@ -128,24 +211,49 @@ class Estimator:
         """Bits of the concatenation of float32 1-D arrays, as the driver computes them."""
         return self.bits([self.fold(arrays, 0, p, self.parts) for p in range(self.parts)])
 
+    def configure(self, name: str, values: dict[str, Any]) -> Estimator:
+        """The estimator named `name` (canonical) with every key of :attr:`keys` set in
+        `values`, checked; the registry entry itself when all are at their defaults.
+
+        Raises
+        ------
+        ValueError
+            For values valid one by one that do not go together.
+        """
+        return self
+
     def __repr__(self) -> str:
         return f"<estimator {self.name!r}>"
 
+    def __eq__(self, other: object) -> bool:
+        # The canonical name says everything: configured twice, it is the same estimator.
+        return type(other) is type(self) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.name))
+
     def __reduce__(self) -> tuple:
-        # Registry entries travel to Dask workers by name.
+        # Estimators travel to Dask workers by their canonical name, resolved again there.
         return (_registered, (self.name,))
 
 
 def _registered(name: str) -> Estimator:
-    return ESTIMATORS[name]
+    return _configured(name)
 
 
 # --- BDM -------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _bdm() -> BDM:
-    return BDM()
+@lru_cache(maxsize=None)
+def _bdm(n_symbols: int = 2) -> BDM:
+    return BDM(n_symbols=n_symbols)
+
+
+# Alphabets with a 1-D CTM table.
+_ALPHABETS = tuple(n for ndim, n in TABLES if ndim == 1)
+
+# How bdm maps weights to symbols: by sign (2 symbols), or kcomplex.symbolize's bins.
+_METHODS = ("sign", "uniform", "quantile")
 
 
 @dataclass
@@ -166,7 +274,7 @@ class _Piece:
 
     def add(self, bits: np.ndarray) -> None:
         """Count the whole blocks of `bits`, which start on the grid; keep the rest."""
-        bdm = _bdm()
+        bdm = _bdm(2)
         cut = bits.size - bits.size % bdm.size
         if cut:
             part = bdm.count(bits[:cut])
@@ -178,9 +286,21 @@ class _BDMEstimator(Estimator):
     name = "bdm"
     description = "BDM of the binarized weights (w > 0), 1-D binary CTM, blocks of 12, ignore"
     mergeable = True
+    keys = (Key("n_symbols", 2, _ALPHABETS), Key("method", "sign", _METHODS))
+
+    def configure(self, name: str, values: dict[str, Any]) -> Estimator:
+        n_symbols, method = values["n_symbols"], values["method"]
+        if method == "sign" and n_symbols != 2:
+            raise ValueError(
+                f"method 'sign' (the default) makes 2 symbols: with n_symbols={n_symbols} "
+                "give method=uniform or method=quantile"
+            )
+        if method == "sign":
+            return self
+        return _SymbolBDMEstimator(name, n_symbols, method)
 
     def start(self, offset: int = 0, part: int = 0, parts: int = 1) -> _Piece:
-        return _Piece((-offset) % _bdm().size)
+        return _Piece((-offset) % _bdm(2).size)
 
     def update(self, state: _Piece, chunk: np.ndarray) -> _Piece:
         bits = (chunk > 0).view(np.uint8)
@@ -211,10 +331,50 @@ class _BDMEstimator(Estimator):
     def bits(self, states: Sequence[_Piece]) -> float:
         (state,) = states
         if state.skip or state.counts is None:
-            raise ValueError(f"fewer weights than one block ({_bdm().size})")
-        return _bdm().bdm_from_counts(state.counts)
+            raise ValueError(f"fewer weights than one block ({_bdm(2).size})")
+        return _bdm(2).bdm_from_counts(state.counts)
 
 
+class _SymbolBDMEstimator(Estimator):
+    """BDM of the weights symbolized as :func:`kcomplex.symbolize` does over the whole
+    vector: the bins follow from every weight (their range, or their quantiles), so no
+    piece can be symbolized, and its blocks counted, before the last weight is in.
+
+    The state gathers the float32 weights, 4 bytes each; :meth:`finish` symbolizes them
+    and counts their blocks, so that a finished state is small (the block counts).
+    Symbolizing works in float64: for a moment some 21 (quantile) to 31 (uniform) bytes a
+    weight in all.
+    """
+
+    mergeable = False
+
+    def __init__(self, name: str, n_symbols: int, method: str) -> None:
+        self.name, self.n_symbols, self.method = name, n_symbols, method
+        self.description = (f"BDM of the weights in {n_symbols} symbols ({method} bins over "
+                            "the whole vector), 1-D CTM, blocks of 12, ignore")
+
+    def start(self, offset: int = 0, part: int = 0, parts: int = 1) -> list[np.ndarray]:
+        return []
+
+    def update(self, state: list[np.ndarray], chunk: np.ndarray) -> list[np.ndarray]:
+        state.append(chunk.copy())
+        return state
+
+    def finish(self, state: list[np.ndarray]) -> BlockCounts | None:
+        """The block counts of the symbols, or None for fewer weights than one block."""
+        values = state[0] if len(state) == 1 else np.concatenate(state or [np.empty(0, "<f4")])
+        state.clear()  # the chunks go as soon as they are joined
+        bdm = _bdm(self.n_symbols)
+        if values.size < bdm.size:
+            return None
+        return bdm.count(symbolize(values, self.n_symbols, self.method))
+
+    def bits(self, states: Sequence[BlockCounts | None]) -> float:
+        (counts,) = states
+        bdm = _bdm(self.n_symbols)
+        if counts is None:
+            raise ValueError(f"fewer weights than one block ({bdm.size})")
+        return bdm.bdm_from_counts(counts)
 
 
 # --- entropy ---------------------------------------------------------------------------
@@ -411,19 +571,33 @@ class _Stream:
 
 
 class _CodecEstimator(Estimator):
-    """A codec at its default level, the level :func:`kcomplex.compressed_bits` uses: the
-    length of one stream over the float32 little-endian bytes, which no merge of two
-    streams reproduces."""
+    """A codec at a level (its default, the level :func:`kcomplex.compressed_bits` uses,
+    unless configured) and, for zstd, with long-range matching: the length of one stream
+    over the float32 little-endian bytes, which no merge of two streams reproduces."""
 
-    def __init__(self, codec: str, note: str) -> None:
-        self.name = codec
-        self.level = CODECS[codec].default_level
+    def __init__(self, codec: str, note: str, name: str | None = None,
+                 level: int | None = None, long: bool = False) -> None:
+        c = CODECS[codec]
+        self.codec, self.name = codec, codec if name is None else name
+        self.level = c.default_level if level is None else level
+        self.long = long
+        self.keys = (Key("level", c.default_level, c.levels),)
+        if codec == "zstd":
+            self.keys += (Key("long", False),)
         setting = f"preset {self.level}" if codec == "lzma" else f"level {self.level}"
+        if long:
+            setting += " with long-range matching (a 128 MiB window, as zstd --long)"
         self.description = (f"{codec} {setting}{note} of the float32 little-endian bytes: "
                             "the stream's length, an upper bound")
 
+    def configure(self, name: str, values: dict[str, Any]) -> Estimator:
+        if name == self.codec:
+            return self
+        return _CodecEstimator(self.codec, "", name, values["level"], values.get("long", False))
+
     def start(self, offset: int = 0, part: int = 0, parts: int = 1) -> _Stream:
-        return _Stream(CODECS[self.name].stream(self.level))
+        stream = CODECS[self.codec].stream
+        return _Stream(stream(self.level, long=True) if self.long else stream(self.level))
 
     def update(self, state: _Stream, chunk: np.ndarray) -> _Stream:
         raw = chunk.view(np.uint8)
@@ -488,18 +662,86 @@ PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 
+def spelling_help() -> str:
+    """How to configure an estimator, with examples: the ``--help`` epilog's last lines.
+
+    Examples
+    --------
+    >>> spelling_help().splitlines()[0]
+    'Configure an estimator as NAME:KEY=VALUE,KEY=VALUE, for example'
+    """
+    return (
+        "Configure an estimator as NAME:KEY=VALUE,KEY=VALUE, for example\n"
+        "  -e bdm 'bdm:n_symbols=4,method=quantile' zstd 'zstd:level=19,long=1'\n"
+        "Integers in decimal, bools as 0/1 or false/true. bdm's method sign (w > 0) makes 2 "
+        "symbols;\nuniform and quantile bin the whole vector (kcomplex.symbolize), which "
+        "holds 4 bytes a weight.\nColumns are named <name>_bits after the canonical name: "
+        "keys in the order above, those at\ntheir default left out (zstd:level=3 is zstd).\n"
+    )
+
+
 def _valid() -> str:
     return f"valid: {', '.join(ESTIMATORS)}; presets: {', '.join(PRESETS)}"
 
 
+def _keys_of(est: Estimator) -> str:
+    if not est.keys:
+        return f"{est.name!r} takes no keys"
+    return f"keys of {est.name!r}: " + "; ".join(k.describe() for k in est.keys)
+
+
+def _configured(spec: str) -> Estimator:
+    """The estimator `spec` spells, ``"name"`` or ``"name:key=value,..."``, whose name is
+    a registry entry's: the entry itself when every key is at its default."""
+    name, colon, rest = spec.partition(":")
+    base = ESTIMATORS[name.strip()]
+    values = {k.name: k.default for k in base.keys}
+    try:
+        if colon:
+            _set_keys(base, rest, values)
+        canonical = ",".join(f"{k.name}={k.spell(values[k.name])}" for k in base.keys
+                             if values[k.name] != k.default)
+        return base.configure(f"{base.name}:{canonical}" if canonical else base.name, values)
+    except ValueError as err:
+        raise ValueError(
+            f"estimator {spec!r}: {err}; {_keys_of(base)}. Spell one as "
+            f"'name:key=value,key=value'; {_valid()}"
+        ) from None
+
+
+def _set_keys(base: Estimator, text: str, values: dict[str, Any]) -> None:
+    """Set in `values` the keys `text` spells, ``key=value,key=value``, each once."""
+    if not text.strip():
+        raise ValueError("no key=value after ':'")
+    keys = {k.name: k for k in base.keys}
+    given: set[str] = set()
+    for item in text.split(","):
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if not equals:
+            raise ValueError(f"expected key=value, got {item.strip()!r}")
+        if key not in keys:
+            raise ValueError(f"unknown key {key!r}")
+        if key in given:
+            raise ValueError(f"key {key!r} given twice")
+        given.add(key)
+        values[key] = keys[key].parse(value)
+
+
 def resolve_estimators(estimators: str | Sequence[str]) -> list[Estimator]:
-    """Estimators from a preset name, one estimator name, or a list of names.
+    """Estimators from a preset name, one estimator, or a list of estimators.
+
+    An estimator is spelled by its name, or configured as ``"name:key=value,key=value"``
+    with the keys of its :attr:`Estimator.keys` (``"bdm:n_symbols=4,method=quantile"``,
+    ``"zstd:level=19,long=1"``). Integer values are decimal integers; bool values are
+    ``0``/``1`` or ``false``/``true``. The estimator's name is canonical: its keys in
+    declared order, those at their default left out (``"zstd:level=3"`` is ``"zstd"``, the
+    registry's entry), bools as 0 or 1.
 
     Parameters
     ----------
     estimators : str or sequence of str
-        A preset of :data:`PRESETS` or a name of :data:`ESTIMATORS`, or a non-empty list
-        (or tuple) of distinct estimator names, in the order of the report's columns.
+        A preset of :data:`PRESETS` or an estimator, or a non-empty list (or tuple) of
+        estimators with distinct canonical names, in the order of the report's columns.
 
     Returns
     -------
@@ -510,8 +752,10 @@ def resolve_estimators(estimators: str | Sequence[str]) -> list[Estimator]:
     TypeError
         If `estimators` is not a string or a sequence of strings (None, a number, a set).
     ValueError
-        For an unknown name, a preset inside a list, an empty list, or a name given
-        twice. Every message lists the valid estimators and presets.
+        For an unknown name, a preset inside a list, an empty list, an estimator given
+        twice (two spellings of one canonical name count twice), an unknown key, a key
+        given twice or a bad value. Every message lists the valid estimators and presets;
+        a bad key or value, the estimator's keys and their valid values.
 
     Examples
     --------
@@ -519,39 +763,44 @@ def resolve_estimators(estimators: str | Sequence[str]) -> list[Estimator]:
     ['bdm', 'gzip', 'bz2', 'lzma']
     >>> [e.name for e in resolve_estimators(["zstd", "bdm"])]
     ['zstd', 'bdm']
+    >>> [e.name for e in resolve_estimators(["zstd:level=3", "zstd:long=true,level=19"])]
+    ['zstd', 'zstd:level=19,long=1']
     """
     if isinstance(estimators, str):
         if estimators in PRESETS:
             return [ESTIMATORS[n] for n in PRESETS[estimators]]
-        names: list[Any] = [estimators]
+        specs: list[Any] = [estimators]
     elif isinstance(estimators, Sequence) and not isinstance(estimators, (bytes, bytearray)):
-        names = list(estimators)
+        specs = list(estimators)
     else:
         raise TypeError(
             "estimators must be a preset name or a list of estimator names, got "
             f"{type(estimators).__name__} {estimators!r}; {_valid()}"
         )
-    if not names:
+    if not specs:
         raise ValueError(f"no estimators given; {_valid()}")
-    for name in names:
-        if not isinstance(name, str):
+    for spec in specs:
+        if not isinstance(spec, str):
             raise TypeError(
-                f"estimator names must be strings, got {type(name).__name__} {name!r}; "
+                f"estimator names must be strings, got {type(spec).__name__} {spec!r}; "
                 f"{_valid()}"
             )
-    presets = [n for n in names if n in PRESETS]
+    presets = [n for n in specs if n in PRESETS]
     if presets:
         raise ValueError(
             f"preset {presets[0]!r} inside a list of estimators: give a preset alone "
             f"(estimators={presets[0]!r}) or list estimator names; {_valid()}"
         )
-    unknown = [n for n in names if n not in ESTIMATORS]
+    unknown = [n for n in specs if n.partition(":")[0].strip() not in ESTIMATORS]
     if unknown:
         raise ValueError(f"unknown estimator(s) {unknown}; {_valid()}")
+    chosen = [_configured(spec) for spec in specs]
+    names = [e.name for e in chosen]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
+        spelled = [s for s, n in zip(specs, names) if n in twice]
         raise ValueError(
-            f"estimator(s) {twice} given more than once: each is one column of the "
-            f"report; {_valid()}"
+            f"estimator(s) {twice} given more than once (as {spelled}): each is one "
+            f"column of the report; {_valid()}"
         )
-    return [ESTIMATORS[n] for n in names]
+    return chosen

@@ -102,6 +102,14 @@ def test_chunked_tensors_and_dropped_nonfinite(client, tmp_path):
         kd.analyze(tmp_path / "nan.safetensors", ["bdm"], client=client)
 
 
+def test_configured_estimators_as_in_process(client, files):
+    # Not mergeable (quantile bins over the whole vector), a long-range zstd stream.
+    specs = ["bdm", "bdm:n_symbols=4,method=quantile", "zstd:level=19,long=1", "gzip:level=1"]
+    report = kd.analyze(files["index"], specs, client=client)
+    assert list(report.meta["estimators"]) == specs
+    assert_same(report, kcomplex.analyze(files["index"], specs, workers=1))
+
+
 @pytest.mark.parametrize("kind", ["file", "list", "index", "npz", "npy"])
 @pytest.mark.parametrize("options", [{}, {"per_tensor": False}, {"nonfinite": "drop"}],
                          ids=["default", "total only", "drop"])
