@@ -389,8 +389,13 @@ def compare(
     Returns
     -------
     Comparison
-        Per tensor (present in both) and for ``(all)``: bits of a, bits of b, ratio b/a
-        and bits of the difference b - a (where the shapes agree).
+        Per tensor (present in both) and for ``(all)``: bits of a, bits of b, ratio b/a,
+        ``delta_bits``, the bits of the difference b - a (where the shapes agree: the
+        complexity of the change, not a conditional complexity), and
+        ``conditional_bits``, ``C(a b) - C(a)``: the estimator over a's weights followed
+        by b's, less a's alone, the estimate of the conditional complexity of b given a
+        (:func:`kcomplex.conditional`; a compressor's can be negative or exceed
+        ``bits_b``).
 
     Raises
     ------
@@ -472,6 +477,19 @@ def compare(
                         [deltas[i] for i in with_delta], [0] * len(with_delta)),
             chosen, total=delta_ok, workers=workers, bar=bar,
         ) if with_delta else None
+        # C(a b) - C(a): the conditional estimate, every estimator alike (a's weights
+        # then b's, per tensor and over the (all) tensors).
+        joint = measure(
+            ArraySource(measured, [""] * len(measured),
+                        [np.concatenate([xa, xb]) for xa, xb in zip(xs["a"], xs["b"])],
+                        [0] * len(measured), [False] * len(measured)),
+            chosen, total=False, workers=workers, bar=bar)
+        inside = [i for i, ok in enumerate(in_total) if ok]
+        joint_all = measure(
+            ArraySource([measured[i] for i in inside] * 2, [""] * (2 * len(inside)),
+                        [xs["a"][i] for i in inside] + [xs["b"][i] for i in inside],
+                        [0] * (2 * len(inside))),
+            chosen, per_tensor=False, workers=workers, bar=bar)
     where_delta = {i: j for j, i in enumerate(with_delta)}
     rows = []
     for i, name in enumerate(measured):
@@ -485,7 +503,8 @@ def compare(
                 dbits = md.bits[where_delta[i]][est.name]
                 notes += md.notes[where_delta[i]][est.name]
             rows.append(_row(name, est, m["a"].bits[i][est.name], m["b"].bits[i][est.name],
-                             dbits, notes))
+                             dbits, joint.bits[i][est.name] - m["a"].bits[i][est.name],
+                             notes))
     total_notes: list[str] = []
     if frozen["a"] == frozen["b"] and frozen["a"][1]:
         total_notes.append(f"a and b each: {_frozen_note(*frozen['a'])}")
@@ -506,7 +525,7 @@ def compare(
             dbits = md.total[est.name]
             notes += md.total_notes[est.name]
         rows.append(_row(ALL, est, m["a"].total[est.name], m["b"].total[est.name], dbits,
-                         notes))
+                         joint_all.total[est.name] - m["a"].total[est.name], notes))
     meta = {
         "estimators": [e.name for e in chosen],
         "descriptions": {e.name: e.description for e in chosen},
@@ -522,7 +541,7 @@ def compare(
 
 
 def _row(name: str, est: Estimator, bits_a: float, bits_b: float, dbits: float,
-         notes: list[str]) -> dict:
+         cbits: float, notes: list[str]) -> dict:
     if bits_a == 0:
         notes.append("ratio: a measures 0 bits")
     return {
@@ -532,5 +551,6 @@ def _row(name: str, est: Estimator, bits_a: float, bits_b: float, dbits: float,
         "bits_b": bits_b,
         "ratio": bits_b / bits_a if bits_a else math.nan,
         "delta_bits": dbits,
+        "conditional_bits": cbits,
         "notes": "; ".join(dict.fromkeys(notes)),
     }

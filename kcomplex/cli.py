@@ -12,8 +12,8 @@ from typing import Any
 
 from . import distributed
 from .analysis import analyze, compare
-from .distance import DISTANCE_ESTIMATORS, distance_matrix
-from .estimators import ESTIMATORS, PRESETS
+from .distance import DISTANCE_DEFAULT, DISTANCE_ESTIMATORS, distance_matrix
+from .estimators import ESTIMATORS, PRESETS, spelling_help
 from .files import write_atomic
 from .io import load_weights
 from .plot import plot_distance_matrix
@@ -24,9 +24,13 @@ __all__ = ["main"]
 
 
 def _estimator_help() -> str:
-    lines = [f"  {name:<8} {est.description}" for name, est in ESTIMATORS.items()]
+    lines = []
+    for name, est in ESTIMATORS.items():
+        lines.append(f"  {name:<8} {est.description}")
+        lines += [f"  {'':<8}   {key.describe()}" for key in est.keys]
     lines += [f"  {name:<8} preset: {', '.join(names)}" for name, names in PRESETS.items()]
-    return "estimators (all in bits):\n" + "\n".join(lines)
+    return ("estimators (all in bits), with the keys each takes:\n" + "\n".join(lines)
+            + "\n\n" + spelling_help())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--estimators", "-e", nargs="+", default=["default"], metavar="NAME",
-        help="estimator names or a preset (default, paper, all); see below",
+        help="estimators, NAME or NAME:KEY=VALUE,..., or a preset (default, paper, all); "
+             "see below",
     )
     common.add_argument("--all-params", action="store_true",
                         help="include frozen parameters of modules (requires_grad=False)")
@@ -75,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("distance", help="normalized compression distance between weight "
                                         "files (kcomplex.distance)")
     d.add_argument("paths", nargs="+", metavar="PATH", help="two or more weight files")
-    d.add_argument("--estimator", default="zstd", choices=DISTANCE_ESTIMATORS,
-                   help="the compressor, or bdm (default: zstd)")
+    d.add_argument("--estimator", default=DISTANCE_DEFAULT, choices=DISTANCE_ESTIMATORS,
+                   help="one of %(choices)s (default: %(default)s)")
     d.add_argument("--asymmetric", action="store_true",
                    help="compute NCD(x, y) and NCD(y, x) both (default: the upper triangle, "
                         "mirrored)")
@@ -90,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("paths", nargs="+", metavar="PATH",
                    help="checkpoint files, or one directory of them; ordered by the epoch or "
                         "step number in their names, else as given")
-    m = sub.add_parser("map", help="complexity map of one weight matrix: its 2-D BDM shared "
-                                   "over its blocks (kcomplex.complexity_map)")
+    m = sub.add_parser("map", help="complexity map of one weight matrix: its 2-D block "
+                                   "decomposition shared over its blocks "
+                                   "(kcomplex.complexity_map)")
     m.add_argument("path", metavar="PATH", help="a weight file")
     m.add_argument("--tensor", required=True, metavar="NAME",
                    help="the 2-D tensor to map (required: a file holds several)")
@@ -178,7 +184,8 @@ def _map(args: argparse.Namespace) -> None:
                          f"{', '.join(list(weights)[:8])}{' ...' if len(weights) > 8 else ''}")
     cmap = complexity_map(weights[args.tensor], block=(args.block, args.block))
     print(f"== {args.path} {args.tensor}: {cmap.shape[0]}x{cmap.shape[1]} blocks of "
-          f"{args.block}x{args.block}, total {cmap.sum():.2f} bits (the matrix's 2-D BDM)")
+          f"{args.block}x{args.block}, total {cmap.sum():.2f} bits (the matrix's 2-D block "
+          "decomposition)")
     if args.csv:
         import pandas as pd
 

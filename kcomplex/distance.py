@@ -48,11 +48,14 @@ from .driver import prepare, progress_bar
 from .io import load_weights
 from .validation import check_choice
 
-__all__ = ["DISTANCE_ESTIMATORS", "conditional", "distance_matrix", "ncd"]
+__all__ = ["DISTANCE_DEFAULT", "DISTANCE_ESTIMATORS", "conditional", "distance_matrix", "ncd"]
 
 #: Estimators of the joint description length ``C(a b)``: the codecs, and BDM of merged
 #: block counts.
 DISTANCE_ESTIMATORS: tuple[str, ...] = (*CODECS, "bdm")
+#: The estimator of :func:`conditional`, :func:`ncd` and :func:`distance_matrix` when none
+#: is given.
+DISTANCE_DEFAULT = "zstd"
 
 # Pairs above which distance_matrix shows a progress bar (on a terminal).
 _QUIET_PAIRS = 10

@@ -296,3 +296,22 @@ def test_heatmap_is_saved_and_annotated_when_small(tmp_path):
     assert not plot_distance_matrix(big).axes[0].texts
     with pytest.raises(ValueError, match="square"):
         plot_distance_matrix(big.iloc[:2])
+
+
+def test_compare_has_the_conditional_column():
+    from kcomplex import BDM, compare
+
+    rng = np.random.default_rng(3)
+    a = {"w": rng.normal(size=(64, 64)).astype(np.float32),
+         "v": rng.normal(size=120).astype(np.float32)}
+    b = {"w": np.round(a["w"], 1).astype(np.float32), "v": a["v"] * 2}
+    table = compare(a, b, ["zstd", "bdm"], progress=False).table.set_index(
+        ["tensor", "estimator"])
+    for name in ("w", "v"):  # zstd: the same estimate as kcomplex.conditional
+        assert table.loc[(name, "zstd"), "conditional_bits"] == conditional(
+            b[name], given=a[name], estimator="zstd")
+    both = np.concatenate([a["w"].ravel(), a["v"], b["w"].ravel(), b["v"]])
+    alone = np.concatenate([a["w"].ravel(), a["v"]])
+    bdm = BDM()  # bdm: the estimator over a's weights then b's, one block grid, less a's
+    want = bdm.bdm((both > 0).view(np.uint8)) - bdm.bdm((alone > 0).view(np.uint8))
+    assert table.loc[("(all)", "bdm"), "conditional_bits"] == pytest.approx(want, rel=1e-12)
