@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 
-# The oracles ``tests/naive.py`` (BDM) and ``tests/momos/reference.py`` (MoMos), and the
-# fuzz tests' stream corruptions ``tests/momos/stream_edits.py``, are registered as the
-# modules ``naive``, ``momos_reference`` and ``stream_edits`` rather than by putting
+# The oracles ``tests/naive.py`` (BDM) and ``tests/momos/reference.py`` (MoMos), the
+# fuzz tests' stream corruptions ``tests/momos/stream_edits.py`` and the sharded-checkpoint
+# writer ``tests/kcomplex/shards.py`` are registered as the modules ``naive``,
+# ``momos_reference``, ``stream_edits`` and ``shards`` rather than by putting
 # their folders on ``sys.path``: that would make ``tests/kcomplex/`` or ``tests/momos/``
 # (no ``__init__.py``) namespace packages shadowing the editable install of ``kcomplex``
 # and ``momos``, whose finder runs after the path finder.
@@ -32,6 +33,7 @@ def _register(name: str, path: Path) -> None:
 _register("naive", Path(__file__).resolve().parent / "naive.py")
 _register("momos_reference", Path(__file__).resolve().parent / "momos" / "reference.py")
 _register("stream_edits", Path(__file__).resolve().parent / "momos" / "stream_edits.py")
+_register("shards", Path(__file__).resolve().parent / "kcomplex" / "shards.py")
 
 # "ci": the same examples on every run (no example database to replay from), and no
 # explain phase, whose line tracing makes a failure cost minutes instead of seconds.

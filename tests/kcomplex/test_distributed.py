@@ -1,7 +1,6 @@
 """kcomplex.distributed on a local Dask cluster of two worker processes: every report
 equals single-process kcomplex.analyze of the same weights, table and metadata."""
 
-import json
 import shutil
 
 import numpy as np
@@ -12,6 +11,7 @@ distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
 
 from safetensors.numpy import save_file  # noqa: E402
+from shards import write_sharded  # noqa: E402
 
 import kcomplex  # noqa: E402
 from kcomplex import distributed as kd  # noqa: E402
@@ -42,13 +42,7 @@ def _weights(seed: int) -> dict[str, np.ndarray]:
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
     shards = [_weights(s) for s in range(3)]
-    paths = []
-    for i, w in enumerate(shards):
-        paths.append(root / f"model-{i + 1:05d}-of-00003.safetensors")
-        save_file(w, paths[-1])
-    index = root / "model.safetensors.index.json"
-    weight_map = {n: p.name for p, w in zip(paths, shards) for n in w}
-    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    paths, index = write_sharded(root, shards)
     npz = root / "model.npz"
     np.savez(npz, **_weights(7))
     return {"shards": paths, "index": index, "npz": npz}

@@ -1,7 +1,6 @@
 """The estimator protocol and the one driver: states merge exactly, every executor and
 every input kind give the same report, and the thread pool gives the sequential numbers."""
 
-import json
 import pickle
 import re
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
+from shards import write_sharded
 
 import kcomplex
 from kcomplex import distributed as kd
@@ -50,13 +50,7 @@ def _weights(seed):
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("driver")
     shards = [_weights(s) for s in range(3)]
-    paths = []
-    for i, w in enumerate(shards):
-        paths.append(root / f"model-{i + 1:05d}-of-00003.safetensors")
-        save_file(w, paths[-1])
-    index = root / "model.safetensors.index.json"
-    index.write_text(json.dumps({"weight_map": {n: p.name for p, w in zip(paths, shards)
-                                                for n in w}}))
+    paths, index = write_sharded(root, shards)
     npy = root / "w.npy"
     np.save(npy, np.round(np.random.default_rng(9).normal(size=(40, 33)), 1))
     whole = {n: a for w in shards for n, a in w.items()}
