@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .analysis import analyze
-from .io import INDEX_SUFFIX
+from .io import INDEX_SUFFIX, read_index
 
 __all__ = ["CHECKPOINT_SUFFIXES", "checkpoint_order", "plot_trajectory", "trajectory"]
 
@@ -64,22 +64,18 @@ def _checkpoints(paths: Any) -> list[Path]:
     items = [Path(p) for p in paths]
     if len(items) == 1 and items[0].is_dir():
         folder = items[0]
-        items = [p for p in sorted(folder.iterdir())
-                 if p.is_file() and p.name.endswith(CHECKPOINT_SUFFIXES)
-                 and not _shard(p, folder)]
+        found = [p for p in sorted(folder.iterdir())
+                 if p.is_file() and p.name.endswith(CHECKPOINT_SUFFIXES)]
+        # A sharded checkpoint is measured through its index, not shard by shard.
+        shards = {shard.resolve() for p in found if p.name.endswith(".index.json")
+                  for shard in read_index(p)}
+        items = [p for p in found if p.resolve() not in shards]
         if not items:
             raise ValueError(f"{folder} holds no checkpoint file (suffixes: "
                              f"{', '.join(CHECKPOINT_SUFFIXES)})")
     if not items:
         raise ValueError("no checkpoints given: pass files or one directory")
     return checkpoint_order(items)
-
-
-def _shard(path: Path, folder: Path) -> bool:
-    """A shard of a sharded checkpoint in `folder` (its index stands for it)."""
-    return path.suffix == ".safetensors" and any(
-        index.read_text(errors="ignore").find(f'"{path.name}"') >= 0
-        for index in folder.glob("*.index.json") if index.is_file())
 
 
 def trajectory(

@@ -59,3 +59,17 @@ def test_cli_and_plot(tmp_path, capsys):
     assert "epoch10.npz" in capsys.readouterr().out and csv.exists() and png.exists()
     table = trajectory(folder, ["zstd"], progress=False)
     plot_trajectory(table)
+
+
+def test_a_sharded_checkpoint_counts_once_and_a_bad_index_is_refused(tmp_path):
+    from shards import write_sharded
+
+    rng = np.random.default_rng(2)
+    write_sharded(tmp_path, [{"a": rng.normal(size=300).astype(np.float32)},
+                             {"b": rng.normal(size=300).astype(np.float32)}])
+    table = trajectory(tmp_path, ["zstd"], progress=False)
+    assert list(table.index) == ["model.safetensors.index.json"]
+    assert table["numel"].iloc[0] == 600
+    (tmp_path / "evil.index.json").write_text(json.dumps({"weight_map": {"x": "../x.bin"}}))
+    with pytest.raises(ValueError, match="not inside the index.s folder"):
+        trajectory(tmp_path, ["zstd"], progress=False)
